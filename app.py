@@ -1,0 +1,425 @@
+"""SVD Studio: turn a still image into a short video with Stable Video Diffusion.
+
+The only module that imports gradio. The page is built from the backends' declarations
+(which parameters, which ranges, which defaults): nothing here branches on a backend's
+name. Every error a person can meet is turned into a ``gr.Error`` in ``_user_error``.
+
+Run with ``python app.py``; GRADIO_SERVER_NAME and GRADIO_SERVER_PORT are honoured.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional, get_args, get_origin
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+from gradio.data_classes import FileData  # noqa: E402
+
+import backends  # noqa: E402
+from backends.base import Choice, Flag, Limit, Range, Text  # noqa: E402
+from studio import outputs, presets, service  # noqa: E402
+from studio.errors import Cancelled, StudioError  # noqa: E402
+from studio.request import GROUPS, PARAMETERS, GenerationRequest, describe, group_of  # noqa: E402
+
+log = logging.getLogger("svd_studio")
+HERE = Path(__file__).resolve().parent
+EXAMPLES = [str(HERE / "examples" / name) for name in ("astronaut.png", "rocket.jpg", "chelsea.png", "coffee.png")]
+DEFAULT_BACKEND = backends.names()[0]
+# Parameters that get their own control; "model" has its dropdown next to the backend.
+CONTROLLED = tuple(p for p in PARAMETERS if p != "model")
+
+
+# --- errors: the one place where studio errors become page errors -------------------------
+
+
+def _user_error(exc: BaseException) -> gr.Error:
+    if isinstance(exc, StudioError):
+        return gr.Error(str(exc), title="Could not make the video", print_exception=False)
+    log.error("Unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=exc)
+    return gr.Error(
+        f"Something went wrong inside the studio ({type(exc).__name__}). Your earlier videos "
+        "are safe; please try again, and report this if it keeps happening.",
+        title="Unexpected error",
+        print_exception=False,
+    )
+
+
+# --- controls built from declarations ------------------------------------------------------
+
+
+def _nullable_number(name: str) -> bool:
+    """Fields whose empty value means 'automatic' get a number box, not a slider."""
+    return name in ("seed", "decode_chunk_size", "clip_skip")
+
+
+def _make_control(name: str) -> gr.Component:
+    annotation = GenerationRequest.model_fields[name].annotation
+    kinds = {a for a in get_args(annotation) if a is not type(None)}
+    base = next(iter(kinds)) if len(kinds) == 1 else annotation
+    common = {"label": name, "info": describe(name), "visible": False, "elem_id": f"param-{name}"}
+    if _nullable_number(name):
+        return gr.Number(precision=0, **common)
+    if get_origin(base) is not None and "Literal" in str(get_origin(base)):
+        return gr.Dropdown(choices=list(get_args(base)), **common)
+    if base is bool:
+        return gr.Checkbox(**common)
+    if base in (int, float):
+        return gr.Slider(**common)
+    return gr.Textbox(max_lines=1, **common)
+
+
+def _control_update(limit: Limit | None, value: Any) -> dict:
+    """How one control looks under one backend: hidden if unsupported, else ranged."""
+    if limit is None:
+        return gr.update(visible=False, value=None)
+    if isinstance(limit, Range):
+        fixed = limit.lo == limit.hi
+        return gr.update(
+            visible=True, minimum=limit.lo, maximum=limit.hi, step=limit.step, value=value,
+            interactive=not fixed,
+        )
+    if isinstance(limit, Choice):
+        return gr.update(visible=True, choices=list(limit.options), value=value, interactive=len(limit.options) > 1)
+    return gr.update(visible=True, value=value)
+
+
+def _value_for(name: str, limit: Limit, current: Any, keep: bool) -> Any:
+    if isinstance(limit, (Flag, Text)) and current is None:
+        return limit.default
+    if keep and current is not None and limit.ok(current):
+        return current
+    return limit.default
+
+
+def _model_dependent(backend: backends.Backend) -> set[str]:
+    """Parameters whose default changes with the model (frames: 14 for SVD, 25 for XT)."""
+    tables = [backend.limits(m) for m in backend.model_choices()]
+    return {n for n in CONTROLLED if len({repr(getattr(t.get(n), "default", None)) for t in tables}) > 1}
+
+
+def layout_updates(backend_name: str, model: str | None, current: dict[str, Any] | None) -> list:
+    """Updates for [model, blurb, key, *controls, *groups] for a backend and model.
+
+    ``current`` None applies every default (a new backend); otherwise values that are still
+    valid are kept, except those whose default depends on the model.
+    """
+    backend = backends.get_backend(backend_name)
+    choices = backend.model_choices()
+    model = model if model in choices else backend.default_model()
+    limits = backend.limits(model)
+    dependent = _model_dependent(backend)
+    controls = []
+    for name in CONTROLLED:
+        limit = limits.get(name)
+        if limit is None:
+            controls.append(_control_update(None, None))
+            continue
+        keep = current is not None and name not in dependent
+        value = _value_for(name, limit, (current or {}).get(name), keep)
+        if name == "seed" and value is None:
+            value = (current or {}).get("seed")
+        controls.append(_control_update(limit, value))
+    groups = [gr.update(visible=any(n in limits for n in CONTROLLED if group_of(n) == g)) for g in GROUPS]
+    key_label = f"API key (or set {backend.key_env})" if backend.key_env else "API key"
+    return [
+        gr.update(choices=[(label, mid) for mid, label in choices.items()], value=model, interactive=len(choices) > 1),
+        gr.update(value=f"<small>{backend.blurb}</small>"),
+        gr.update(visible=bool(backend.key_env), label=key_label, value=""),
+        *controls,
+        *groups,
+    ]
+
+
+# --- generation -----------------------------------------------------------------------------
+
+_cancels: dict[str, set[threading.Event]] = {}
+_cancels_lock = threading.Lock()
+
+
+def _collect(values: dict[str, Any], backend_name: str, model: str | None, randomize: bool) -> dict:
+    """The request's fields from the page: hidden controls are sent as 'not set'."""
+    backend = backends.get_backend(backend_name)
+    limits = backend.limits(model if model in backend.model_choices() else backend.default_model())
+    params = {name: values.get(name) for name in CONTROLLED if name in limits}
+    params["model"] = model
+    if randomize:
+        params["seed"] = None
+    return params
+
+
+def run_job(image: str | None, backend_name: str, params: dict, api_key: str | None, session: str, progress: Any):
+    """Run one generation in a worker thread, reporting progress; yields status lines and
+    finally the Result. Cancel sets the session's event and the worker stops cleanly."""
+    if not image:
+        raise gr.Error("Please add a photo first: drop an image on the left or pick an example.", print_exception=False)
+    cancel = threading.Event()
+    with _cancels_lock:
+        _cancels.setdefault(session, set()).add(cancel)
+    events: queue.Queue = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = service.generate(
+                image, backend_name, params, api_key=api_key or None, cancel=cancel,
+                on_progress=lambda f, text: events.put(("progress", f, text)),
+                on_job_id=lambda job_id: events.put(("job", job_id, None)),
+            )
+        except BaseException as exc:  # handed to the page's thread, translated there
+            box["error"] = exc
+        finally:
+            events.put(("done", None, None))
+
+    started = time.monotonic()
+    threading.Thread(target=work, daemon=True, name=f"job-{session[:8]}").start()
+    job_id = None
+    try:
+        while True:
+            kind, a, b = events.get()
+            if kind == "done":
+                break
+            if kind == "job":
+                job_id = a
+                yield f"Submitted. Provider task id: `{job_id}` (keep it to resume if you close the page)."
+            else:
+                progress(a, desc=b)
+                yield f"{b}" + (f" · task id `{job_id}`" if job_id else "")
+    finally:
+        with _cancels_lock:
+            _cancels.get(session, set()).discard(cancel)
+    if "error" in box:
+        raise box["error"]
+    box["result"].used["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    yield box["result"]
+
+
+def _history_items(history: list[dict]) -> list[tuple[str, str]]:
+    return [(h["video"], h["caption"]) for h in reversed(history)]
+
+
+# --- the page -------------------------------------------------------------------------------
+
+CSS = """
+#title h1 {margin-bottom: 0}
+#title p {margin-top: 4px; color: var(--body-text-color-subdued)}
+#status {min-height: 2.2em}
+.gradio-container {max-width: 1400px !important}
+"""
+
+
+def build_demo() -> gr.Blocks:
+    preset_table = presets.load_presets()
+    first = backends.get_backend(DEFAULT_BACKEND)
+
+    with gr.Blocks(title="SVD Studio: image to video") as demo:
+        gr.Markdown(
+            "# SVD Studio\nTurn a still photo into a short video with Stable Video Diffusion. "
+            "Drop in an image, pick where it runs, adjust the motion, press **Generate**.",
+            elem_id="title",
+        )
+        history = gr.State([])
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                image = gr.Image(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=340, elem_id="image")
+                gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[image], label="Or try one of these photos")
+                with gr.Row():
+                    backend = gr.Dropdown(
+                        choices=[(backends.get_backend(n).label, n) for n in backends.names()],
+                        value=DEFAULT_BACKEND, label="backend", info="Where the video is made.", elem_id="backend",
+                    )
+                    model = gr.Dropdown(label="model", info=describe("model"), elem_id="model")
+                blurb = gr.Markdown(elem_id="blurb")
+                api_key = gr.Textbox(type="password", label="API key", visible=False, max_lines=1, elem_id="api-key",
+                                     info="Used only for your requests; never stored or shown. Overrides the environment variable.")
+                preset = gr.Dropdown(
+                    choices=["(none)", *preset_table], value="(none)", label="preset",
+                    info="Ready-made settings; you can still adjust every control afterwards.", elem_id="preset",
+                )
+                with gr.Row():
+                    go = gr.Button("Generate", variant="primary", elem_id="generate")
+                    stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                controls: dict[str, gr.Component] = {}
+                groups: list[gr.Accordion] = []
+                for g in GROUPS:
+                    with gr.Accordion(g, open=g in ("Frames and size", "Motion")) as acc:
+                        for name in CONTROLLED:
+                            if group_of(name) == g:
+                                controls[name] = _make_control(name)
+                        if g == "Sampling":
+                            randomize = gr.Checkbox(value=True, label="Randomize seed", info="Pick a new seed each run; the seed used is written back above.", elem_id="randomize")
+                    groups.append(acc)
+            with gr.Column(scale=6):
+                out_video = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, height=420, elem_id="video")
+                status = gr.Markdown("Ready. Add a photo and press **Generate**.", elem_id="status")
+                with gr.Row():
+                    dl_mp4 = gr.DownloadButton("Download MP4", visible=False, elem_id="download-mp4")
+                    dl_gif = gr.DownloadButton("Download GIF", visible=False, elem_id="download-gif")
+                with gr.Accordion("Parameters used", open=True):
+                    used_json = gr.JSON(label="parameters used (under diffusers' names)", elem_id="used")
+                    sent_json = gr.JSON(label="sent to the service (key removed)", visible=False, elem_id="sent")
+                with gr.Accordion("This session's videos", open=True):
+                    gallery = gr.Gallery(label="history", columns=4, height=220, allow_preview=False, elem_id="history")
+
+        layout_outputs = [model, blurb, api_key, *controls.values(), *groups]
+
+        def on_backend(name: str):
+            return layout_updates(name, None, None)
+
+        def on_model(data: dict):
+            current = {n: data[c] for n, c in controls.items()}
+            return layout_updates(data[backend], data[model], current)
+
+        def on_preset(data: dict):
+            chosen = preset_table.get(data[preset])
+            if chosen is None:
+                return [gr.update()] * len(layout_outputs)
+            values = chosen.values()
+            current = {n: data[c] for n, c in controls.items()} | values
+            be = backends.get_backend(data[backend])
+            target_model = values.get("model", data[model])
+            skipped = [n for n in values if n != "model" and n not in be.limits(
+                target_model if target_model in be.model_choices() else be.default_model())]
+            if "model" in values and values["model"] not in be.model_choices():
+                skipped.append("model")
+            updates = layout_updates(data[backend], target_model, current)
+            # The preset's own values win over model-dependent defaults.
+            for i, name in enumerate(CONTROLLED):
+                if name in values and name not in skipped:
+                    updates[3 + i]["value"] = values[name]
+            if skipped:
+                gr.Info(f"Preset '{chosen.name}': {', '.join(skipped)} not used by {be.label}; left as they were.")
+            return updates
+
+        def on_generate(data: dict, request: gr.Request, progress=gr.Progress()):
+            params = _collect({n: data[c] for n, c in controls.items()}, data[backend], data[model], data[randomize])
+            try:
+                for item in run_job(data[image], data[backend], params, data[api_key], request.session_hash, progress):
+                    if isinstance(item, str):
+                        yield {status: item}
+                    else:
+                        result = item
+            except Cancelled as exc:
+                yield {status: f"⏹ {exc}"}
+                return
+            except gr.Error:
+                raise
+            except BaseException as exc:
+                raise _user_error(exc) from None
+            caption = f"{result.used['backend']} · seed {result.used.get('seed', '-')}"
+            new_history = [*data[history], {"video": str(result.video), "gif": str(result.gif), "used": result.used, "sent": result.sent, "caption": caption}]
+            yield {
+                out_video: str(result.video),
+                dl_mp4: gr.update(value=str(result.video), visible=True),
+                dl_gif: gr.update(value=str(result.gif), visible=True),
+                used_json: result.used,
+                sent_json: gr.update(value=result.sent, visible=result.sent is not None),
+                controls["seed"]: result.used.get("seed", data[controls["seed"]]),
+                status: f"✅ Done in {result.used['elapsed_seconds']} s · seed {result.used.get('seed', '-')}"
+                + (f" · task id `{result.job_id}`" if result.job_id else ""),
+                history: new_history,
+                gallery: _history_items(new_history),
+            }
+
+        def on_cancel(request: gr.Request):
+            with _cancels_lock:
+                running = list(_cancels.get(request.session_hash, ()))
+            for event in running:
+                event.set()
+            return "Cancelling… the job stops at the next step." if running else "Nothing is running."
+
+        def on_pick(evt: gr.SelectData, past: list[dict]):
+            item = list(reversed(past))[evt.index]
+            return {
+                out_video: item["video"],
+                dl_mp4: gr.update(value=item["video"], visible=True),
+                dl_gif: gr.update(value=item["gif"], visible=True),
+                used_json: item["used"],
+                sent_json: gr.update(value=item["sent"], visible=item["sent"] is not None),
+                status: f"Showing an earlier video: {item['caption']}",
+            }
+
+        backend.input(on_backend, backend, layout_outputs, api_visibility="private")
+        model.input(on_model, {backend, model, *controls.values()}, layout_outputs, api_visibility="private")
+        preset.input(on_preset, {backend, model, preset, *controls.values()}, layout_outputs, api_visibility="private")
+        go.click(
+            on_generate,
+            {image, backend, model, api_key, randomize, history, *controls.values()},
+            [out_video, dl_mp4, dl_gif, used_json, sent_json, controls["seed"], status, history, gallery],
+            api_visibility="private",
+            concurrency_limit=8,
+            concurrency_id="generate",
+        )
+        stop.click(on_cancel, None, status, api_visibility="private", queue=False)
+        gallery.select(on_pick, history, [out_video, dl_mp4, dl_gif, used_json, sent_json, status], api_visibility="private")
+        demo.load(lambda: layout_updates(DEFAULT_BACKEND, first.default_model(), None), None, layout_outputs, api_visibility="private")
+
+        gr.api(_api_generate(), api_name="generate", concurrency_limit=8, concurrency_id="generate")
+    return demo
+
+
+def _api_generate():
+    """``/generate(image, backend, <request fields>..., api_key)`` -> (video, parameters used).
+
+    Built from the request model so the API always matches it: every field defaults to
+    None, meaning "the backend's default".
+    """
+
+    def generate(image: FileData, backend: str = DEFAULT_BACKEND, **kwargs: Any) -> tuple[FileData, dict]:
+        path = image.get("path") if isinstance(image, dict) else getattr(image, "path", None)
+        api_key = kwargs.pop("api_key", None)
+        try:
+            if not path:
+                raise gr.Error("image is required: upload a photo (PNG, JPEG or WebP).", print_exception=False)
+            result = service.generate(path, backend, kwargs, api_key=api_key)
+        except gr.Error:
+            raise
+        except BaseException as exc:
+            raise _user_error(exc) from None
+        used = dict(result.used)
+        if result.job_id:
+            used["task_id"] = result.job_id
+        return FileData(path=str(result.video)), used
+
+    params = [
+        inspect.Parameter("image", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=FileData),
+        inspect.Parameter("backend", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=DEFAULT_BACKEND, annotation=str),
+    ]
+    annotations: dict[str, Any] = {"image": FileData, "backend": str, "return": tuple[FileData, dict]}
+    for name, field in GenerationRequest.model_fields.items():
+        params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=field.annotation))
+        annotations[name] = field.annotation
+    params.append(inspect.Parameter("api_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Optional[str]))
+    annotations["api_key"] = Optional[str]
+
+    def endpoint(*args: Any, **kwargs: Any) -> tuple[FileData, dict]:
+        bound = endpoint.__signature__.bind(*args, **kwargs)  # type: ignore[attr-defined]
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        return generate(values.pop("image"), values.pop("backend"), **values)
+
+    endpoint.__signature__ = inspect.Signature(params, return_annotation=tuple[FileData, dict])  # type: ignore[attr-defined]
+    endpoint.__annotations__ = annotations
+    endpoint.__doc__ = "Turn an image into a video. Every parameter left empty takes the backend's default."
+    return endpoint
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=8).launch(
+        theme=gr.themes.Soft(primary_hue="indigo"),
+        css=CSS,
+        allowed_paths=[str(outputs.run_dir())],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The backend registry: adding a backend is one module and one line here."""
+
+from __future__ import annotations
+
+from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result, Text
+from backends.local import LocalBackend
+
+_REGISTRY: dict[str, type[Backend]] = {
+    LocalBackend.name: LocalBackend,
+}
+_INSTANCES: dict[str, Backend] = {}
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    """The shared instance of backend ``name``; an unknown name lists the known ones."""
+    if name not in _REGISTRY:
+        known = ", ".join(f"'{n}'" for n in _REGISTRY)
+        from studio.errors import InvalidParameter
+
+        raise InvalidParameter("backend", name, f"one of {known}", "this studio")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = _REGISTRY[name]()
+    return _INSTANCES[name]
+
+
+__all__ = ["Backend", "Choice", "Flag", "Job", "Limit", "Range", "Result", "Text", "get_backend", "names"]

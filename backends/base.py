@@ -1,0 +1,187 @@
+"""What every backend is: its declared parameters and one ``generate`` method.
+
+The page is built from these declarations and never looks at a backend's name: which
+controls show, their ranges, steps and defaults all come from ``Backend.limits``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Union
+
+from PIL import Image
+
+from studio.errors import Cancelled, InvalidParameter
+from studio.request import PARAMETERS, GenerationRequest
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number between ``lo`` and ``hi`` (inclusive), optionally a multiple of ``multiple``."""
+
+    lo: float
+    hi: float
+    default: float | None
+    step: float = 1
+    multiple: int | None = None
+    optional: bool = False  # None is allowed and means "automatic"/"off"
+    integer: bool = True
+
+    def rule(self) -> str:
+        if self.lo == self.hi:
+            text = f"exactly {_fmt(self.lo)}"
+        elif self.multiple:
+            text = f"a multiple of {self.multiple} from {_fmt(self.lo)} to {_fmt(self.hi)}"
+        else:
+            text = f"{_fmt(self.lo)}-{_fmt(self.hi)}"
+        return f"{text} or empty" if self.optional else text
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.integer and value != int(value):
+            return False
+        if self.multiple and int(value) % self.multiple:
+            return False
+        return self.lo <= value <= self.hi
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[str, ...]
+    default: str | None
+
+    def rule(self) -> str:
+        if len(self.options) == 1:
+            return f"'{self.options[0]}'"
+        return "one of " + ", ".join(f"'{o}'" for o in self.options)
+
+    def ok(self, value: Any) -> bool:
+        return value in self.options
+
+
+@dataclass(frozen=True)
+class Flag:
+    default: bool
+
+    def rule(self) -> str:
+        return "true or false"
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Text:
+    default: str | None = None
+    max_length: int = 1000
+    url: bool = False  # must be an http(s) URL when given
+
+    def rule(self) -> str:
+        return "an http(s) URL or empty" if self.url else f"text of at most {self.max_length} characters"
+
+    def ok(self, value: Any) -> bool:
+        if value is None or value == "":
+            return True
+        if not isinstance(value, str) or len(value) > self.max_length:
+            return False
+        return not self.url or value.startswith(("https://", "http://"))
+
+
+Limit = Union[Range, Choice, Flag, Text]
+ProgressFn = Callable[[float | None, str], None]
+
+
+@dataclass
+class Job:
+    """What a backend gets besides the request: where to write, how to report, when to stop."""
+
+    workdir: Path
+    on_progress: ProgressFn = lambda fraction, text: None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    api_key: str | None = None
+    # Called with the provider's job id as soon as it exists, so the page can show it.
+    on_job_id: Callable[[str], None] = lambda job_id: None
+
+    def check_cancelled(self, job_id: str | None = None) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("Cancelled: the job was stopped before it finished.", job_id=job_id)
+
+
+@dataclass
+class Result:
+    """A finished video on disk and an honest account of how it was made."""
+
+    video: Path  # an MP4 that plays in browsers
+    used: dict[str, Any]  # the parameters actually used, after defaults, under our names
+    sent: dict[str, Any] | None = None  # the wire payload, key redacted (hosted backends)
+    job_id: str | None = None
+    gif: Path | None = None
+
+
+class Backend:
+    """One way to generate. Subclasses declare capabilities as class attributes."""
+
+    name: ClassVar[str]  # the id used by the API and the registry: "local", "modelslab", ...
+    label: ClassVar[str]  # what people read: "Local GPU (diffusers)"
+    blurb: ClassVar[str] = ""  # one sentence shown under the backend dropdown
+    key_env: ClassVar[str | None] = None  # environment variable holding the API key, if any
+    models: ClassVar[dict[str, str]]  # model id -> human label
+
+    def default_model(self) -> str:
+        return next(iter(self.models))
+
+    def model_choices(self) -> dict[str, str]:
+        return dict(self.models)
+
+    def limits(self, model: str) -> dict[str, Limit]:
+        """The parameters this backend accepts for ``model``, with ranges and defaults."""
+        raise NotImplementedError
+
+    def generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
+        """Make a video from ``image`` with a request already passed through ``resolve``."""
+        raise NotImplementedError
+
+    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+        """Fill in this backend's defaults and reject any value outside its ranges.
+
+        Never clamps: a wrong value is an ``InvalidParameter`` that names the parameter,
+        the value, the allowed range and this backend.
+        """
+        models = self.model_choices()
+        model = request.model or self.default_model()
+        if model not in models:
+            raise InvalidParameter("model", model, Choice(tuple(models), None).rule(), self.label)
+        limits = self.limits(model)
+        values: dict[str, Any] = {"model": model}
+        for name in PARAMETERS:
+            if name == "model":
+                continue
+            value = getattr(request, name)
+            limit = limits.get(name)
+            if limit is None:
+                if value not in (None, ""):
+                    raise InvalidParameter(name, value, "left empty (this backend does not use it)", self.label)
+                continue
+            if value is None:
+                value = limit.default
+            if name == "seed" and value in (None, -1):
+                value = random.randint(0, 2**32 - 1)
+            if not limit.ok(value):
+                raise InvalidParameter(name, value, limit.rule(), self.label)
+            values[name] = value
+        lo, hi = values.get("min_guidance_scale"), values.get("max_guidance_scale")
+        if lo is not None and hi is not None and lo > hi:
+            raise InvalidParameter(
+                "min_guidance_scale", lo, f"at most max_guidance_scale ({_fmt(hi)})", self.label
+            )
+        return GenerationRequest(**values)

@@ -1,0 +1,266 @@
+"""The local backend: diffusers' StableVideoDiffusionPipeline on this machine's GPU or CPU.
+
+torch and diffusers are imported on the first generation, not before, so the page is
+served in seconds. The loaded pipeline is cached; one local job runs at a time because a
+GPU runs one SVD job well and two badly (queued people are told their place).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from backends.base import Backend, Choice, Job, Limit, Range, Result
+from studio import images, video
+from studio.errors import BackendError, Cancelled, InvalidParameter, OutOfMemory
+from studio.request import GenerationRequest
+
+HUB_MODELS = {
+    "svd": "stabilityai/stable-video-diffusion-img2vid",
+    "svd-xt": "stabilityai/stable-video-diffusion-img2vid-xt",
+    "svd-xt-1-1": "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
+}
+LABELS = {"svd": "SVD (14 frames)", "svd-xt": "SVD-XT (25 frames)", "svd-xt-1-1": "SVD-XT 1.1 (25 frames)"}
+NATIVE_FRAMES = {"svd": 14, "svd-xt": 25, "svd-xt-1-1": 25}
+CUSTOM = "custom"  # the model named by LOCAL_SVD_MODEL
+MEMORY_MODES = ("auto", "full_gpu", "model_offload", "sequential_offload")
+GIB = 1024**3
+
+
+def _gpu_decorator() -> Callable[[Callable], Callable]:
+    """``spaces.GPU`` on Hugging Face Spaces (ZeroGPU), a no-op everywhere else."""
+    if os.environ.get("SPACE_ID"):
+        try:
+            import spaces
+
+            return spaces.GPU(duration=300)
+        except ImportError:
+            pass
+    return lambda fn: fn
+
+
+class _Stop(Exception):
+    """Raised inside the step callback to leave the denoising loop at once."""
+
+
+class LocalBackend(Backend):
+    name = "local"
+    label = "Local GPU (diffusers)"
+    blurb = "Runs Stable Video Diffusion on this machine with diffusers. Free; needs a GPU to be quick."
+    models = LABELS  # model_choices adds the LOCAL_SVD_MODEL entry when it is set
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._pipe: Any = None
+        self._pipe_key: tuple | None = None
+
+    # --- declarations -------------------------------------------------------------
+
+    @property
+    def custom_source(self) -> str | None:
+        return os.environ.get("LOCAL_SVD_MODEL") or None
+
+    def model_choices(self) -> dict[str, str]:
+        choices = {CUSTOM: f"LOCAL_SVD_MODEL ({self.custom_source})"} if self.custom_source else {}
+        return {**choices, **LABELS}
+
+    def default_model(self) -> str:
+        return CUSTOM if self.custom_source else "svd-xt"
+
+    def models_source(self, model: str) -> str:
+        return self.custom_source if model == CUSTOM else HUB_MODELS[model]  # type: ignore[return-value]
+
+    def native_frames(self, model: str) -> int:
+        if model != CUSTOM:
+            return NATIVE_FRAMES[model]
+        config = Path(self.custom_source or "") / "unet" / "config.json"
+        try:
+            return int(json.loads(config.read_text())["num_frames"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 25
+
+    def limits(self, model: str) -> dict[str, Limit]:
+        return {
+            "num_frames": Range(1, 64, self.native_frames(model)),
+            "width": Range(64, 2048, 1024, step=64, multiple=64),
+            "height": Range(64, 2048, 576, step=64, multiple=64),
+            "resize_mode": Choice(("crop", "fit"), "crop"),
+            "fps": Range(1, 30, 7),
+            "motion_bucket_id": Range(1, 255, 127),
+            "noise_aug_strength": Range(0.0, 1.0, 0.02, step=0.01, integer=False),
+            "num_inference_steps": Range(1, 100, 25),
+            "min_guidance_scale": Range(0.0, 20.0, 1.0, step=0.1, integer=False),
+            "max_guidance_scale": Range(0.0, 20.0, 3.0, step=0.1, integer=False),
+            "seed": Range(0, 2**32 - 1, None, optional=True),  # -1 also means random
+            "decode_chunk_size": Range(1, 64, None, optional=True),
+            "memory_mode": Choice(MEMORY_MODES, "auto"),
+        }
+
+    # --- generation -----------------------------------------------------------------
+
+    def generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
+        if self._lock.locked():
+            self._waiting += 1
+            try:
+                while not self._lock.acquire(timeout=0.5):
+                    job.check_cancelled()
+                    job.on_progress(None, f"Waiting for the GPU: {self._waiting} job(s) in line")
+            finally:
+                self._waiting -= 1
+        else:
+            self._lock.acquire()
+        try:
+            job.check_cancelled()
+            return _gpu_decorator()(self._generate)(image, request, job)
+        finally:
+            self._lock.release()
+
+    def _generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
+        r = request
+        width, height = r.width, r.height
+        if r.resize_mode == "fit":
+            width, height = images.fit_size(image.size, (r.width, r.height))
+        framed = images.frame(image, (width, height), r.resize_mode)
+
+        job.on_progress(0.0, "Loading the model (the first run takes a while)")
+        pipe, device, memory_mode = self._pipeline(r.model, r.memory_mode)
+        job.check_cancelled()
+        chunk = r.decode_chunk_size or auto_chunk(device, r.num_frames, width, height)
+
+        import torch
+
+        steps = r.num_inference_steps
+
+        def on_step(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
+            job.on_progress((i + 1) / steps, f"Denoising step {i + 1}/{steps}")
+            if job.cancel.is_set():
+                raise _Stop
+            return kwargs
+
+        generator = torch.Generator(device="cpu").manual_seed(r.seed)  # same frames on any device
+        try:
+            out = pipe(
+                framed, height=height, width=width, num_frames=r.num_frames,
+                num_inference_steps=steps, min_guidance_scale=r.min_guidance_scale,
+                max_guidance_scale=r.max_guidance_scale, fps=r.fps,
+                motion_bucket_id=r.motion_bucket_id, noise_aug_strength=r.noise_aug_strength,
+                decode_chunk_size=chunk, generator=generator, output_type="np",
+                callback_on_step_end=on_step,
+            )
+        except _Stop:
+            raise Cancelled("Cancelled: generation stopped between denoising steps.") from None
+        except Exception as exc:  # torch raises many types; sort out memory errors here
+            if _is_oom(exc):
+                _free_cuda()
+                raise OutOfMemory(
+                    f"The GPU ran out of memory at {width}x{height}, {r.num_frames} frames, "
+                    f"decode_chunk_size {chunk}, memory_mode '{memory_mode}'. Lower decode_chunk_size "
+                    "(try 2 or 1), num_frames or the resolution, or pick memory_mode "
+                    "'model_offload' or 'sequential_offload'."
+                ) from exc
+            raise BackendError(f"The local pipeline failed: {type(exc).__name__}: {exc}") from exc
+
+        job.on_progress(1.0, "Encoding the video")
+        frames = video.to_uint8(out.frames[0])
+        mp4 = video.write_mp4(frames, job.workdir / "video.mp4", r.fps)
+        used = r.model_dump(exclude_none=True) | {
+            "width": width, "height": height, "decode_chunk_size": chunk, "memory_mode": memory_mode,
+            "device": device,
+        }
+        return Result(video=mp4, used=used)
+
+    def _pipeline(self, model: str, memory_mode: str) -> tuple[Any, str, str]:
+        """Load (or reuse) the pipeline for ``model``, placed as ``memory_mode`` says."""
+        import torch
+
+        device, dtype = pick_device()
+        if memory_mode not in ("auto", "full_gpu") and device != "cuda":
+            raise InvalidParameter(
+                "memory_mode", memory_mode, f"'auto' or 'full_gpu' on this machine (it has no CUDA GPU, runs on {device})",
+                self.label,
+            )
+        mode = memory_mode if memory_mode != "auto" else auto_memory_mode(device)
+        source = self.models_source(model)
+        key = (source, mode, device)
+        if self._pipe_key == key:
+            return self._pipe, device, mode
+        self._pipe = self._pipe_key = None  # drop the old one before loading the next
+        _free_cuda()
+        from diffusers import StableVideoDiffusionPipeline
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()  # progress goes to the page, not the log
+
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if dtype == torch.float16 and source in HUB_MODELS.values():
+            kwargs["variant"] = "fp16"  # half the download; the hub repos ship it
+        try:
+            pipe = StableVideoDiffusionPipeline.from_pretrained(source, **kwargs)
+        except Exception as exc:
+            raise BackendError(
+                f"Could not load the model '{source}': {type(exc).__name__}: {str(exc)[:300]}. "
+                "Check the hub id or folder (LOCAL_SVD_MODEL) and that this machine can reach the "
+                "Hugging Face Hub or has the model cached."
+            ) from exc
+        if mode == "model_offload":
+            pipe.enable_model_cpu_offload()
+        elif mode == "sequential_offload":
+            pipe.enable_sequential_cpu_offload()
+        else:
+            pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        self._pipe, self._pipe_key = pipe, key
+        return pipe, device, mode
+
+
+def pick_device() -> tuple[str, Any]:
+    """CUDA in fp16, Apple MPS in fp16, otherwise the CPU in fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.float16
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps", torch.float16
+    return "cpu", torch.float32
+
+
+def _free_gib() -> float:
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    return free / GIB
+
+
+def auto_memory_mode(device: str) -> str:
+    """Full GPU when the whole model (about 10 GiB in fp16 with activations) fits easily."""
+    if device != "cuda":
+        return "auto"  # nothing to choose: the whole pipeline sits on the CPU or MPS device
+    free = _free_gib()
+    return "full_gpu" if free >= 16 else "model_offload" if free >= 9 else "sequential_offload"
+
+
+def auto_chunk(device: str, num_frames: int, width: int, height: int) -> int:
+    """Frames to decode at once: as many as free GPU memory allows (about 1.3 GiB a frame
+    at 1024x576 in fp16), a moderate 8 on CPU and MPS."""
+    if device != "cuda":
+        return min(num_frames, 8)
+    per_frame = 1.3 * (width * height) / (1024 * 576)
+    return max(1, min(num_frames, int(_free_gib() * 0.8 / per_frame)))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _free_cuda() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny real SVD pipeline on disk and the launched app.
+
+Everything runs offline: HF_HUB_OFFLINE makes any hub id fail fast instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SVD pipeline saved to disk and named by LOCAL_SVD_MODEL for the whole run."""
+    from tests.tiny_svd import build_tiny_pipeline
+
+    folder = build_tiny_pipeline(tmp_path_factory.mktemp("tiny-svd") / "model")
+    os.environ["LOCAL_SVD_MODEL"] = str(folder)
+    return folder
+
+
+@pytest.fixture
+def photo() -> Path:
+    return EXAMPLES / "chelsea.png"
