@@ -6,6 +6,7 @@ the server down: the pixel count is checked from the header before any decoding.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -28,15 +29,21 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
             raise BadImage("The uploaded file is empty. Please choose a photo (PNG, JPEG or WebP).")
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                # Our own pixel limit (below PIL's) is checked from the header right after open.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image = Image.open(path)
                 _check_size(image)
                 image.seek(0)  # animated GIF/WebP/APNG: use the first frame
                 image.load()
         except BadImage:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise BadImage(f"The image is too large to process safely (limit {MAX_PIXELS // 1_000_000} megapixels).") from exc
+        except Image.DecompressionBombError as exc:
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            size = f" ({int(found.group(1)) // 1_000_000} megapixels)" if found else ""
+            raise BadImage(
+                f"The image{size} is too large to process safely (limit {MAX_PIXELS // 1_000_000} "
+                "megapixels). Please use a smaller image."
+            ) from exc
         except UnidentifiedImageError as exc:
             raise BadImage("The uploaded file is not an image this studio can read. Please use PNG, JPEG or WebP.") from exc
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
