@@ -7,8 +7,8 @@ name. Every error a person can meet is turned into a ``gr.Error`` in ``_user_err
 Run with ``python app.py``; GRADIO_SERVER_NAME and GRADIO_SERVER_PORT are honoured.
 """
 
-from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, get_args, get_origin
+from typing import Any, Callable, Optional, get_args, get_origin
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 from gradio.data_classes import FileData  # noqa: E402
 
 import backends  # noqa: E402
-from backends.base import Choice, Flag, Limit, Range, Text  # noqa: E402
+from backends.base import Choice, Flag, Limit, Range, Result, Text  # noqa: E402
 from studio import outputs, presets, service  # noqa: E402
 from studio.errors import Cancelled, StudioError  # noqa: E402
 from studio.request import GROUPS, PARAMETERS, GenerationRequest, describe, group_of  # noqa: E402
@@ -35,6 +35,7 @@ EXAMPLES = [str(HERE / "examples" / name) for name in ("astronaut.png", "rocket.
 DEFAULT_BACKEND = backends.names()[0]
 # Parameters that get their own control; "model" has its dropdown next to the backend.
 CONTROLLED = tuple(p for p in PARAMETERS if p != "model")
+LAYOUT_HEAD = 4  # layout_updates: model, blurb, key, resume box, then one per control
 
 
 # --- errors: the one place where studio errors become page errors -------------------------
@@ -106,7 +107,7 @@ def _model_dependent(backend: backends.Backend) -> set[str]:
 
 
 def layout_updates(backend_name: str, model: str | None, current: dict[str, Any] | None) -> list:
-    """Updates for [model, blurb, key, *controls, *groups] for a backend and model.
+    """Updates for [model, blurb, key, resume box, *controls, *groups] for a backend and model.
 
     ``current`` None applies every default (a new backend); otherwise values that are still
     valid are kept, except those whose default depends on the model.
@@ -133,6 +134,7 @@ def layout_updates(backend_name: str, model: str | None, current: dict[str, Any]
         gr.update(choices=[(label, mid) for mid, label in choices.items()], value=model, interactive=len(choices) > 1),
         gr.update(value=f"<small>{backend.blurb}</small>"),
         gr.update(visible=bool(backend.key_env), label=key_label, value=""),
+        gr.update(visible=backend.can_resume),
         *controls,
         *groups,
     ]
@@ -155,11 +157,10 @@ def _collect(values: dict[str, Any], backend_name: str, model: str | None, rando
     return params
 
 
-def run_job(image: str | None, backend_name: str, params: dict, api_key: str | None, session: str, progress: Any):
-    """Run one generation in a worker thread, reporting progress; yields status lines and
-    finally the Result. Cancel sets the session's event and the worker stops cleanly."""
-    if not image:
-        raise gr.Error("Please add a photo first: drop an image on the left or pick an example.", print_exception=False)
+def run_job(task: Callable[..., Result], session: str, progress: Any):
+    """Run ``task(cancel=, on_progress=, on_job_id=)`` in a worker thread; yield status
+    lines while it runs and finally its Result. Cancel sets the session's event and the
+    worker stops at its next step or poll."""
     cancel = threading.Event()
     with _cancels_lock:
         _cancels.setdefault(session, set()).add(cancel)
@@ -168,8 +169,8 @@ def run_job(image: str | None, backend_name: str, params: dict, api_key: str | N
 
     def work() -> None:
         try:
-            box["result"] = service.generate(
-                image, backend_name, params, api_key=api_key or None, cancel=cancel,
+            box["result"] = task(
+                cancel=cancel,
                 on_progress=lambda f, text: events.put(("progress", f, text)),
                 on_job_id=lambda job_id: events.put(("job", job_id, None)),
             )
@@ -191,7 +192,7 @@ def run_job(image: str | None, backend_name: str, params: dict, api_key: str | N
                 yield f"Submitted. Provider task id: `{job_id}` (keep it to resume if you close the page)."
             else:
                 progress(a, desc=b)
-                yield f"{b}" + (f" · task id `{job_id}`" if job_id else "")
+                yield f"{b}" + (f" · task id `{job_id}`" if job_id and job_id not in b else "")
     finally:
         with _cancels_lock:
             _cancels.get(session, set()).discard(cancel)
@@ -246,6 +247,10 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="generate")
                     stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                with gr.Accordion("Resume a hosted job", open=False, visible=False) as resume_box:
+                    task_id = gr.Textbox(label="task id", max_lines=1, elem_id="task-id",
+                                         info="Paste the task id of a job whose page was closed or that timed out; the studio waits for it again without paying twice.")
+                    resume_btn = gr.Button("Resume waiting", elem_id="resume")
                 controls: dict[str, gr.Component] = {}
                 groups: list[gr.Accordion] = []
                 for g in GROUPS:
@@ -268,9 +273,12 @@ def build_demo() -> gr.Blocks:
                 with gr.Accordion("This session's videos", open=True):
                     gallery = gr.Gallery(label="history", columns=4, height=220, allow_preview=False, elem_id="history")
 
-        layout_outputs = [model, blurb, api_key, *controls.values(), *groups]
+        layout_outputs = [model, blurb, api_key, resume_box, *controls.values(), *groups]
 
         def on_backend(name: str):
+            chosen = backends.get_backend(name)
+            if chosen.key_env and not os.environ.get(chosen.key_env):
+                gr.Warning(f"{chosen.label} needs an API key: set {chosen.key_env} in the environment or paste a key in the API key field.")
             return layout_updates(name, None, None)
 
         def on_model(data: dict):
@@ -293,15 +301,15 @@ def build_demo() -> gr.Blocks:
             # The preset's own values win over model-dependent defaults.
             for i, name in enumerate(CONTROLLED):
                 if name in values and name not in skipped:
-                    updates[3 + i]["value"] = values[name]
+                    updates[LAYOUT_HEAD + i]["value"] = values[name]
             if skipped:
                 gr.Info(f"Preset '{chosen.name}': {', '.join(skipped)} not used by {be.label}; left as they were.")
             return updates
 
-        def on_generate(data: dict, request: gr.Request, progress=gr.Progress()):
-            params = _collect({n: data[c] for n, c in controls.items()}, data[backend], data[model], data[randomize])
+        def drive(data: dict, task: Callable[..., Result], session: str, progress: Any):
+            """Run one job and turn its progress, result or error into page updates."""
             try:
-                for item in run_job(data[image], data[backend], params, data[api_key], request.session_hash, progress):
+                for item in run_job(task, session, progress):
                     if isinstance(item, str):
                         yield {status: item}
                     else:
@@ -313,20 +321,40 @@ def build_demo() -> gr.Blocks:
                 raise
             except BaseException as exc:
                 raise _user_error(exc) from None
-            caption = f"{result.used['backend']} · seed {result.used.get('seed', '-')}"
-            new_history = [*data[history], {"video": str(result.video), "gif": str(result.gif), "used": result.used, "sent": result.sent, "caption": caption}]
+            seed = result.used.get("seed")
+            caption = f"{result.used['backend']} · seed {seed if seed is not None else '-'}"
+            item = {"video": str(result.video), "gif": str(result.gif), "used": result.used, "sent": result.sent, "caption": caption}
+            new_history = [*data[history], item]
             yield {
-                out_video: str(result.video),
-                dl_mp4: gr.update(value=str(result.video), visible=True),
-                dl_gif: gr.update(value=str(result.gif), visible=True),
-                used_json: result.used,
-                sent_json: gr.update(value=result.sent, visible=result.sent is not None),
-                controls["seed"]: result.used.get("seed", data[controls["seed"]]),
-                status: f"✅ Done in {result.used['elapsed_seconds']} s · seed {result.used.get('seed', '-')}"
+                **show(item),
+                controls["seed"]: seed if seed is not None else data[controls["seed"]],
+                status: f"✅ Done in {result.used['elapsed_seconds']} s · seed {seed if seed is not None else '-'}"
                 + (f" · task id `{result.job_id}`" if result.job_id else ""),
                 history: new_history,
                 gallery: _history_items(new_history),
             }
+
+        def show(item: dict) -> dict:
+            return {
+                out_video: item["video"],
+                dl_mp4: gr.update(value=item["video"], visible=True),
+                dl_gif: gr.update(value=item["gif"], visible=True),
+                used_json: item["used"],
+                sent_json: gr.update(value=item["sent"], visible=item["sent"] is not None),
+            }
+
+        def on_generate(data: dict, request: gr.Request, progress=gr.Progress()):
+            if not data[image]:
+                raise gr.Error("Please add a photo first: drop an image on the left or pick an example.", print_exception=False)
+            params = _collect({n: data[c] for n, c in controls.items()}, data[backend], data[model], data[randomize])
+            task = functools.partial(service.generate, data[image], data[backend], params, api_key=data[api_key] or None)
+            yield from drive(data, task, request.session_hash, progress)
+
+        def on_resume(data: dict, request: gr.Request, progress=gr.Progress()):
+            if not (data[task_id] or "").strip():
+                raise gr.Error("Paste a task id first: the id the page showed while the job was running.", print_exception=False)
+            task = functools.partial(service.resume, data[task_id], data[backend], api_key=data[api_key] or None)
+            yield from drive(data, task, request.session_hash, progress)
 
         def on_cancel(request: gr.Request):
             with _cancels_lock:
@@ -337,31 +365,27 @@ def build_demo() -> gr.Blocks:
 
         def on_pick(evt: gr.SelectData, past: list[dict]):
             item = list(reversed(past))[evt.index]
-            return {
-                out_video: item["video"],
-                dl_mp4: gr.update(value=item["video"], visible=True),
-                dl_gif: gr.update(value=item["gif"], visible=True),
-                used_json: item["used"],
-                sent_json: gr.update(value=item["sent"], visible=item["sent"] is not None),
-                status: f"Showing an earlier video: {item['caption']}",
-            }
+            return {**show(item), status: f"Showing an earlier video: {item['caption']}"}
 
         backend.input(on_backend, backend, layout_outputs, api_visibility="private")
         model.input(on_model, {backend, model, *controls.values()}, layout_outputs, api_visibility="private")
         preset.input(on_preset, {backend, model, preset, *controls.values()}, layout_outputs, api_visibility="private")
+        job_outputs = [out_video, dl_mp4, dl_gif, used_json, sent_json, controls["seed"], status, history, gallery]
         go.click(
             on_generate,
             {image, backend, model, api_key, randomize, history, *controls.values()},
-            [out_video, dl_mp4, dl_gif, used_json, sent_json, controls["seed"], status, history, gallery],
-            api_visibility="private",
-            concurrency_limit=8,
-            concurrency_id="generate",
+            job_outputs, api_visibility="private", concurrency_limit=8, concurrency_id="generate",
+        )
+        resume_btn.click(
+            on_resume, {backend, api_key, task_id, history, controls["seed"]},
+            job_outputs, api_visibility="private", concurrency_limit=8, concurrency_id="generate",
         )
         stop.click(on_cancel, None, status, api_visibility="private", queue=False)
         gallery.select(on_pick, history, [out_video, dl_mp4, dl_gif, used_json, sent_json, status], api_visibility="private")
         demo.load(lambda: layout_updates(DEFAULT_BACKEND, first.default_model(), None), None, layout_outputs, api_visibility="private")
 
         gr.api(_api_generate(), api_name="generate", concurrency_limit=8, concurrency_id="generate")
+        gr.api(api_resume, api_name="resume", concurrency_limit=8, concurrency_id="generate")
     return demo
 
 
@@ -411,8 +435,18 @@ def _api_generate():
     return endpoint
 
 
+def api_resume(task_id: str, backend: str, api_key: Optional[str] = None) -> tuple[FileData, dict]:
+    """Wait again for a hosted job by its task id; returns (video, parameters used)."""
+    try:
+        result = service.resume(task_id, backend, api_key=api_key)
+    except BaseException as exc:
+        raise _user_error(exc) from None
+    return FileData(path=str(result.video)), {**result.used, "task_id": result.job_id}
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     demo = build_demo()
     demo.queue(default_concurrency_limit=8).launch(
         theme=gr.themes.Soft(primary_hue="indigo"),

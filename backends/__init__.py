@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result, Text
 from backends.local import LocalBackend
+from backends.modelslab import ModelsLabBackend
+from backends.novita import NovitaBackend
 
 _REGISTRY: dict[str, type[Backend]] = {
     LocalBackend.name: LocalBackend,
+    ModelsLabBackend.name: ModelsLabBackend,
+    NovitaBackend.name: NovitaBackend,
 }
 _INSTANCES: dict[str, Backend] = {}
 

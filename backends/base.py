@@ -151,6 +151,14 @@ class Backend:
         """Make a video from ``image`` with a request already passed through ``resolve``."""
         raise NotImplementedError
 
+    def resume(self, job_id: str, request: GenerationRequest | None, job: Job) -> Result:
+        """Wait again for a job the provider already has (its id pasted back in)."""
+        raise InvalidParameter("task id", job_id, "used only with a hosted backend", self.label)
+
+    @property
+    def can_resume(self) -> bool:
+        return type(self).resume is not Backend.resume
+
     def resolve(self, request: GenerationRequest) -> GenerationRequest:
         """Fill in this backend's defaults and reject any value outside its ranges.
 

@@ -67,7 +67,31 @@ def generate(
         api_key=api_key,
         on_job_id=on_job_id,
     )
-    result = chosen.generate(picture, request, job)
+    return _finish(chosen, chosen.generate(picture, request, job))
+
+
+def resume(
+    job_id: str,
+    backend: str,
+    *,
+    api_key: str | None = None,
+    on_progress: Callable[[float | None, str], None] = lambda f, t: None,
+    on_job_id: Callable[[str], None] = lambda job_id: None,
+    cancel: threading.Event | None = None,
+) -> Result:
+    """Wait again for a hosted job by its task id (the page was closed, or it timed out)."""
+    chosen = backends.get_backend(backend)
+    job = Job(
+        workdir=outputs.job_dir(chosen.name),
+        on_progress=on_progress,
+        cancel=cancel or threading.Event(),
+        api_key=api_key,
+        on_job_id=on_job_id,
+    )
+    return _finish(chosen, chosen.resume(str(job_id or "").strip(), None, job))
+
+
+def _finish(chosen: backends.Backend, result: Result) -> Result:
     result.used = {"backend": chosen.name, **result.used}
     if result.gif is None:
         result.gif = video.mp4_to_gif(result.video, result.video.with_suffix(".gif"))

@@ -89,13 +89,15 @@ def probe(path: Path) -> tuple[int, int, int]:
     """(frames, width, height) of a video, decoding it completely; raises if it is not one."""
     import imageio_ffmpeg
 
+    reader = imageio_ffmpeg.read_frames(str(path))
     try:
-        reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         w, h = meta["size"]
         count = sum(1 for _ in reader)
     except (RuntimeError, OSError, StopIteration) as exc:
         raise GenerationFailed(f"The file is not a video that can be decoded ({exc}).") from exc
+    finally:
+        reader.close()  # stops ffmpeg and closes its pipes
     if count == 0:
         raise GenerationFailed("The video has no frames.")
     return count, w, h
