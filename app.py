@@ -53,6 +53,22 @@ def _user_error(exc: BaseException) -> gr.Error:
     )
 
 
+class PhotoInput(gr.Image):
+    """``gr.Image`` that hands over the uploaded file untouched.
+
+    Gradio's own preprocessing opens the file with PIL and fails with a raw exception on a
+    non-image; ours (``studio.images.load_image``) answers every bad upload with one clear
+    sentence instead. ``is_template`` makes the browser use the ordinary image widget.
+    """
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> str | None:
+        if payload is None or not getattr(payload, "path", None):
+            return super().preprocess(payload) if payload is not None else None
+        return str(payload.path)
+
+
 # --- controls built from declarations ------------------------------------------------------
 
 
@@ -229,7 +245,7 @@ def build_demo() -> gr.Blocks:
         history = gr.State([])
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):
-                image = gr.Image(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=340, elem_id="image")
+                image = PhotoInput(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=340, elem_id="image")
                 gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[image], label="Or try one of these photos")
                 with gr.Row():
                     backend = gr.Dropdown(
@@ -315,7 +331,7 @@ def build_demo() -> gr.Blocks:
                     else:
                         result = item
             except Cancelled as exc:
-                yield {status: f"⏹ {exc}"}
+                yield {status: f"**Stopped.** {exc}"}
                 return
             except gr.Error:
                 raise
@@ -328,7 +344,7 @@ def build_demo() -> gr.Blocks:
             yield {
                 **show(item),
                 controls["seed"]: seed if seed is not None else data[controls["seed"]],
-                status: f"✅ Done in {result.used['elapsed_seconds']} s · seed {seed if seed is not None else '-'}"
+                status: f"Done in {result.used['elapsed_seconds']} s · seed {seed if seed is not None else '-'}"
                 + (f" · task id `{result.job_id}`" if result.job_id else ""),
                 history: new_history,
                 gallery: _history_items(new_history),
