@@ -25,7 +25,7 @@ from gradio.data_classes import FileData  # noqa: E402
 
 import backends  # noqa: E402
 from backends.base import Choice, Flag, Limit, Range, Result, Text  # noqa: E402
-from studio import outputs, presets, service  # noqa: E402
+from studio import outputs, presets, secrets, service  # noqa: E402
 from studio.errors import Cancelled, StudioError  # noqa: E402
 from studio.request import GROUPS, PARAMETERS, GenerationRequest, describe, group_of  # noqa: E402
 
@@ -35,6 +35,7 @@ EXAMPLES = [str(HERE / "examples" / name) for name in ("astronaut.png", "rocket.
 DEFAULT_BACKEND = backends.names()[0]
 # Parameters that get their own control; "model" has its dropdown next to the backend.
 CONTROLLED = tuple(p for p in PARAMETERS if p != "model")
+MAX_UPLOAD = "50mb"  # a 40-megapixel photo fits; a disk-filling upload does not
 LAYOUT_HEAD = 4  # layout_updates: model, blurb, key, resume box, then one per control
 
 
@@ -43,8 +44,8 @@ LAYOUT_HEAD = 4  # layout_updates: model, blurb, key, resume box, then one per c
 
 def _user_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, StudioError):
-        return gr.Error(str(exc), title="Could not make the video", print_exception=False)
-    log.error("Unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        return gr.Error(secrets.redact(str(exc)), title="Could not make the video", print_exception=False)
+    log.error("Unexpected failure: %s: %s", type(exc).__name__, secrets.redact(str(exc)), exc_info=exc)
     return gr.Error(
         f"Something went wrong inside the studio ({type(exc).__name__}). Your earlier videos "
         "are safe; please try again, and report this if it keeps happening.",
@@ -235,6 +236,7 @@ CSS = """
 def build_demo() -> gr.Blocks:
     preset_table = presets.load_presets()
     first = backends.get_backend(DEFAULT_BACKEND)
+    secrets.remember_environment(*(b.key_env for b in map(backends.get_backend, backends.names()) if b.key_env))
 
     with gr.Blocks(title="SVD Studio: image to video") as demo:
         gr.Markdown(
@@ -460,15 +462,23 @@ def api_resume(task_id: str, backend: str, api_key: Optional[str] = None) -> tup
     return FileData(path=str(result.video)), {**result.used, "task_id": result.job_id}
 
 
+def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
+    """Queue and launch with the studio's settings; tests pass ``prevent_thread_lock`` etc."""
+    settings: dict[str, Any] = dict(
+        theme=gr.themes.Soft(primary_hue="indigo"),
+        css=CSS,
+        allowed_paths=[str(outputs.run_dir())],  # outputs only; nothing else on disk is served
+        max_file_size=MAX_UPLOAD,
+        show_error=True,  # our errors are sentences; Gradio's own (a refused URL) are too
+    )
+    return demo.queue(default_concurrency_limit=8).launch(**(settings | overrides))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
-    demo = build_demo()
-    demo.queue(default_concurrency_limit=8).launch(
-        theme=gr.themes.Soft(primary_hue="indigo"),
-        css=CSS,
-        allowed_paths=[str(outputs.run_dir())],
-    )
+    secrets.install_log_filter()
+    launch(build_demo())
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from PIL import Image
 
 from backends.base import Job
 from backends.polling import Transient
-from studio import video
+from studio import secrets, video
 from studio.errors import GenerationFailed, MissingKey, ProviderError
 
 USER_AGENT = "svd-studio/0.1"
@@ -64,6 +64,7 @@ def api_key(job: Job, env: str, label: str) -> str:
     """The key pasted on the page wins over the environment; none at all is a clear
     ``MissingKey`` raised before any network call."""
     key = (job.api_key or "").strip() or os.environ.get(env, "").strip()
+    secrets.remember(key)  # from now on it is masked in every message and log line
     if not key:
         raise MissingKey(f"{label} needs an API key: set {env} or paste a key into the API key field.")
     return key
@@ -168,7 +169,7 @@ def obj(value: Any) -> dict[str, Any]:
 
 def redact(text: str, secret: str | None) -> str:
     """Remove an API key from text that came from a provider before it reaches a person."""
-    return text.replace(secret, "***") if secret else text
+    return secrets.redact(text.replace(secret, "***") if secret else text)
 
 
 def base64_placeholder(data: str, kind: str) -> str:

@@ -18,8 +18,7 @@ def client(tiny_model):
     import app
 
     demo = app.build_demo()
-    demo.queue(default_concurrency_limit=8)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     yield Client(url, verbose=False)
     demo.close()
 

@@ -32,8 +32,7 @@ def client(servers, tiny_model):
     import app
 
     demo = app.build_demo()
-    demo.queue(default_concurrency_limit=8)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     yield Client(url, verbose=False)
     demo.close()
     mp.undo()
