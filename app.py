@@ -54,20 +54,24 @@ def _user_error(exc: BaseException) -> gr.Error:
     )
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image`` that hands over the uploaded file untouched.
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` that hands over the uploaded file untouched.
 
     Gradio's own preprocessing opens the file with PIL and fails with a raw exception on a
     non-image; ours (``studio.images.load_image``) answers every bad upload with one clear
-    sentence instead. ``is_template`` makes the browser use the ordinary image widget.
+    sentence instead. (Overridden on the instance: a subclass would make Gradio write a
+    .pyi stub next to this file at import.)
     """
+    component = gr.Image(type="filepath", **kwargs)
+    original = component.preprocess
 
-    is_template = True
+    def preprocess(payload: Any) -> str | None:
+        if payload is not None and getattr(payload, "path", None):
+            return str(payload.path)
+        return original(payload)
 
-    def preprocess(self, payload: Any) -> str | None:
-        if payload is None or not getattr(payload, "path", None):
-            return super().preprocess(payload) if payload is not None else None
-        return str(payload.path)
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
 
 
 # --- controls built from declarations ------------------------------------------------------
@@ -247,7 +251,7 @@ def build_demo() -> gr.Blocks:
         history = gr.State([])
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):
-                image = PhotoInput(label="Your photo", type="filepath", sources=["upload", "clipboard"], height=340, elem_id="image")
+                image = photo_input(label="Your photo", sources=["upload", "clipboard"], height=340, elem_id="image")
                 gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[image], label="Or try one of these photos")
                 with gr.Row():
                     backend = gr.Dropdown(
