@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from backends.base import Backend, Choice, Job, Limit, Range, Result
+from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result
 from studio import images, video
 from studio.errors import BackendError, Cancelled, InvalidParameter, OutOfMemory
 from studio.request import GenerationRequest
@@ -100,6 +100,7 @@ class LocalBackend(Backend):
             "seed": Range(0, 2**32 - 1, None, optional=True),  # -1 also means random
             "decode_chunk_size": Range(1, 64, None, optional=True),
             "memory_mode": Choice(MEMORY_MODES, "auto"),
+            "fast_mode": Flag(False),
         }
 
     # --- generation -----------------------------------------------------------------
@@ -129,7 +130,7 @@ class LocalBackend(Backend):
         framed = images.frame(image, (width, height), r.resize_mode)
 
         job.on_progress(0.0, "Loading the model (the first run takes a while)")
-        pipe, device, memory_mode = self._pipeline(r.model, r.memory_mode)
+        pipe, device, memory_mode = self._pipeline(r.model, r.memory_mode, bool(r.fast_mode))
         job.check_cancelled()
         chunk = r.decode_chunk_size or auto_chunk(device, r.num_frames, width, height)
 
@@ -175,7 +176,7 @@ class LocalBackend(Backend):
         }
         return Result(video=mp4, used=used)
 
-    def _pipeline(self, model: str, memory_mode: str) -> tuple[Any, str, str]:
+    def _pipeline(self, model: str, memory_mode: str, fast: bool = False) -> tuple[Any, str, str]:
         """Load (or reuse) the pipeline for ``model``, placed as ``memory_mode`` says."""
         import torch
 
@@ -185,9 +186,15 @@ class LocalBackend(Backend):
                 "memory_mode", memory_mode, f"'auto' or 'full_gpu' on this machine (it has no CUDA GPU, runs on {device})",
                 self.label,
             )
+        if fast and device != "cuda":
+            raise InvalidParameter("fast_mode", True, f"off on this machine (it has no CUDA GPU, runs on {device})", self.label)
         mode = memory_mode if memory_mode != "auto" else auto_memory_mode(device)
+        if fast and mode != "full_gpu":
+            raise InvalidParameter(
+                "fast_mode", True, f"off with memory_mode '{mode}' (compiling needs the whole model on the GPU)", self.label
+            )
         source = self.models_source(model)
-        key = (source, mode, device)
+        key = (source, mode, device, fast)
         if self._pipe_key == key:
             return self._pipe, device, mode
         self._pipe = self._pipe_key = None  # drop the old one before loading the next
@@ -214,6 +221,12 @@ class LocalBackend(Backend):
             pipe.enable_sequential_cpu_offload()
         else:
             pipe.to(device)
+        if fast:
+            # channels_last suits the GPU's convolution kernels; compiling fuses the UNet's
+            # many small ops. Not "reduce-overhead": CUDA graphs would pin a copy per size.
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+            pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
         pipe.set_progress_bar_config(disable=True)
         self._pipe, self._pipe_key = pipe, key
         return pipe, device, mode

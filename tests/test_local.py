@@ -85,6 +85,14 @@ def test_offload_modes_need_cuda_and_say_so(tiny_model, photo):
     )
 
 
+def test_fast_mode_needs_cuda_and_says_so(tiny_model, photo):
+    with pytest.raises(InvalidParameter) as info:
+        service.generate(photo, "local", {**SMALL, "fast_mode": True})
+    assert str(info.value) == (
+        "fast_mode must be off on this machine (it has no CUDA GPU, runs on cpu) for Local GPU (diffusers), got True"
+    )
+
+
 def test_a_hub_model_that_cannot_be_loaded_gives_a_clear_message(tiny_model, photo):
     with pytest.raises(BackendError) as info:
         service.generate(photo, "local", {**SMALL, "model": "svd"})
@@ -101,7 +109,7 @@ def test_cuda_out_of_memory_becomes_advice(tiny_model, photo):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     class OomBackend(type(backends.get_backend("local"))):
-        def _pipeline(self, model, memory_mode):
+        def _pipeline(self, model, memory_mode, fast=False):
             return OomPipe(), "cuda", "full_gpu"
 
     backend = OomBackend()

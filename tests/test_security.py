@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from studio import outputs
+from studio.request import PARAMETERS
 from tests.conftest import EXAMPLES
 from tests.fakes import FakeModelsLab, FakeNovita, Reply
 
@@ -130,7 +131,7 @@ def test_only_outputs_are_served(studio, path):
 
 def test_a_server_path_smuggled_into_the_api_is_refused(studio):
     url, _ = studio
-    data = [{"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}, "local"] + [None] * 25
+    data = [{"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}, "local"] + [None] * (len(PARAMETERS) + 1)
     event = httpx.post(f"{url}gradio_api/call/generate", json={"data": data}).json()["event_id"]
     answer = httpx.get(f"{url}gradio_api/call/generate/{event}", timeout=60).text
     assert "event: error" in answer and "not uploaded by a user" in answer
