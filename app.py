@@ -98,15 +98,16 @@ def _make_control(name: str) -> gr.Component:
     return gr.Textbox(max_lines=1, **common)
 
 
-def _control_update(limit: Limit | None, value: Any) -> dict:
+def _control_update(name: str, limit: Limit | None, value: Any, backend_label: str) -> dict:
     """How one control looks under one backend: hidden if unsupported, else ranged."""
     if limit is None:
         return gr.update(visible=False, value=None)
     if isinstance(limit, Range):
         fixed = limit.lo == limit.hi
+        info = describe(name) + (f" Fixed at {limit.lo:g} by {backend_label}." if fixed else "")
         return gr.update(
             visible=True, minimum=limit.lo, maximum=limit.hi, step=limit.step, value=value,
-            interactive=not fixed,
+            interactive=not fixed, info=info,
         )
     if isinstance(limit, Choice):
         return gr.update(visible=True, choices=list(limit.options), value=value, interactive=len(limit.options) > 1)
@@ -142,13 +143,13 @@ def layout_updates(backend_name: str, model: str | None, current: dict[str, Any]
     for name in CONTROLLED:
         limit = limits.get(name)
         if limit is None:
-            controls.append(_control_update(None, None))
+            controls.append(_control_update(name, None, None, backend.label))
             continue
         keep = current is not None and name not in dependent
         value = _value_for(name, limit, (current or {}).get(name), keep)
         if name == "seed" and value is None:
             value = (current or {}).get("seed")
-        controls.append(_control_update(limit, value))
+        controls.append(_control_update(name, limit, value, backend.label))
     groups = [gr.update(visible=any(n in limits for n in CONTROLLED if group_of(n) == g)) for g in GROUPS]
     key_label = f"API key (or set {backend.key_env})" if backend.key_env else "API key"
     return [
