@@ -105,9 +105,11 @@ def _control_update(name: str, limit: Limit | None, value: Any, backend_label: s
     if isinstance(limit, Range):
         fixed = limit.lo == limit.hi
         info = describe(name) + (f" Fixed at {limit.lo:g} by {backend_label}." if fixed else "")
+        # Gradio refuses a slider whose minimum equals its maximum: a fixed value is shown
+        # as a locked slider with one step of room.
         return gr.update(
-            visible=True, minimum=limit.lo, maximum=limit.hi, step=limit.step, value=value,
-            interactive=not fixed, info=info,
+            visible=True, minimum=limit.lo, maximum=limit.hi + (limit.step if fixed else 0), step=limit.step,
+            value=value, interactive=not fixed, info=info,
         )
     if isinstance(limit, Choice):
         return gr.update(visible=True, choices=list(limit.options), value=value, interactive=len(limit.options) > 1)
@@ -390,9 +392,11 @@ def build_demo() -> gr.Blocks:
             item = list(reversed(past))[evt.index]
             return {**show(item), status: f"Showing an earlier video: {item['caption']}"}
 
-        backend.input(on_backend, backend, layout_outputs, api_visibility="private")
+        # .change, not .input: Gradio 6 fires .input twice for a mouse pick in a dropdown, and
+        # nothing but the person sets these two.
+        backend.change(on_backend, backend, layout_outputs, api_visibility="private")
         model.input(on_model, {backend, model, *controls.values()}, layout_outputs, api_visibility="private")
-        preset.input(on_preset, {backend, model, preset, *controls.values()}, layout_outputs, api_visibility="private")
+        preset.change(on_preset, {backend, model, preset, *controls.values()}, layout_outputs, api_visibility="private")
         job_outputs = [out_video, dl_mp4, dl_gif, used_json, sent_json, controls["seed"], status, history, gallery]
         go.click(
             on_generate,
