@@ -7,9 +7,8 @@ that plays in a browser, with a GIF beside it.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -47,48 +46,25 @@ def _pydantic_rule(field: Any, err: dict) -> str:
     return err["msg"].lower()
 
 
-def generate(
-    image: str | Path,
-    backend: str,
-    params: dict[str, Any],
-    *,
-    api_key: str | None = None,
-    on_progress: Callable[[float | None, str], None] = lambda f, t: None,
-    on_job_id: Callable[[str], None] = lambda job_id: None,
-    cancel: threading.Event | None = None,
-) -> Result:
+def generate(image: str | Path, backend: str, params: dict[str, Any], *, api_key: str | None = None,
+             **hooks: Any) -> Result:
+    """Make a video. ``hooks``: ``on_progress(fraction, text)``, ``on_job_id(id)`` and
+    ``cancel`` (a threading.Event), as on ``backends.base.Job``."""
     chosen = backends.get_backend(backend)
     request = chosen.resolve(build_request(params, chosen))
     picture = images.load_image(image)
-    job = Job(
-        workdir=outputs.job_dir(chosen.name),
-        on_progress=on_progress,
-        cancel=cancel or threading.Event(),
-        api_key=api_key,
-        on_job_id=on_job_id,
-    )
-    return _finish(chosen, chosen.generate(picture, request, job))
+    return _finish(chosen, chosen.generate(picture, request, _job(chosen, api_key, hooks)))
 
 
-def resume(
-    job_id: str,
-    backend: str,
-    *,
-    api_key: str | None = None,
-    on_progress: Callable[[float | None, str], None] = lambda f, t: None,
-    on_job_id: Callable[[str], None] = lambda job_id: None,
-    cancel: threading.Event | None = None,
-) -> Result:
+def resume(job_id: str, backend: str, *, api_key: str | None = None, **hooks: Any) -> Result:
     """Wait again for a hosted job by its task id (the page was closed, or it timed out)."""
     chosen = backends.get_backend(backend)
-    job = Job(
-        workdir=outputs.job_dir(chosen.name),
-        on_progress=on_progress,
-        cancel=cancel or threading.Event(),
-        api_key=api_key,
-        on_job_id=on_job_id,
-    )
-    return _finish(chosen, chosen.resume(str(job_id or "").strip(), None, job))
+    return _finish(chosen, chosen.resume(str(job_id or "").strip(), None, _job(chosen, api_key, hooks)))
+
+
+def _job(chosen: backends.Backend, api_key: str | None, hooks: dict[str, Any]) -> Job:
+    given = {k: v for k, v in hooks.items() if v is not None}
+    return Job(workdir=outputs.job_dir(chosen.name), api_key=api_key, **given)
 
 
 def _finish(chosen: backends.Backend, result: Result) -> Result:

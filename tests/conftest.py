@@ -5,9 +5,11 @@ Everything runs offline: HF_HUB_OFFLINE makes any hub id fail fast instead of ha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -34,3 +36,24 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def photo() -> Path:
     return EXAMPLES / "chelsea.png"
+
+
+@contextlib.contextmanager
+def launched_studio(env: dict[str, str | None] | None = None) -> Iterator[str]:
+    """The app launched in this process with ``env`` set (None removes a variable) for as
+    long as it runs, exactly as ``python app.py`` launches it; yields its URL."""
+    mp = pytest.MonkeyPatch()
+    for name, value in (env or {}).items():
+        if value is None:
+            mp.delenv(name, raising=False)
+        else:
+            mp.setenv(name, value)
+    import app
+
+    demo = app.build_demo()
+    try:
+        _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+        yield url
+    finally:
+        demo.close()
+        mp.undo()

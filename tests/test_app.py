@@ -10,17 +10,13 @@ from gradio_client import Client, handle_file
 
 from studio import video
 from studio.request import PARAMETERS
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, launched_studio
 
 
 @pytest.fixture(scope="module")
 def client(tiny_model):
-    import app
-
-    demo = app.build_demo()
-    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    yield Client(url, verbose=False)
-    demo.close()
+    with launched_studio() as url:
+        yield Client(url, verbose=False)
 
 
 def test_generate_endpoint_names_every_request_field(client):

@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from studio import video
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, launched_studio
 from tests.fakes import FakeModelsLab, FakeNovita
 
 KEY = "sk-canary-7f3a9c1e"
@@ -24,18 +24,10 @@ def servers():
 @pytest.fixture(scope="module")
 def client(servers, tiny_model):
     ml, nv = servers
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MODELSLAB_BASE_URL", ml.base_url)
-    mp.setenv("NOVITA_BASE_URL", nv.base_url)
-    mp.setenv("MODELSLAB_API_KEY", KEY)
-    mp.delenv("NOVITA_API_KEY", raising=False)
-    import app
-
-    demo = app.build_demo()
-    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    yield Client(url, verbose=False)
-    demo.close()
-    mp.undo()
+    env = {"MODELSLAB_BASE_URL": ml.base_url, "NOVITA_BASE_URL": nv.base_url,
+           "MODELSLAB_API_KEY": KEY, "NOVITA_API_KEY": None}
+    with launched_studio(env) as url:
+        yield Client(url, verbose=False)
 
 
 def test_modelslab_through_generate(client, servers):

@@ -23,7 +23,7 @@ from tests.browser_helpers import (  # noqa: E402
     GENERATION_TIMEOUT_MS, assert_video_plays, download, generate, history_count, json_text, number_box,
     open_group, select, set_number, slider_max, toast_texts, upload,
 )
-from tests.conftest import EXAMPLES, ROOT  # noqa: E402
+from tests.conftest import EXAMPLES, ROOT, launched_studio  # noqa: E402
 from tests.fakes import FakeModelsLab, FakeNovita  # noqa: E402
 
 KEY = "sk-browser-canary-5e1d9b"
@@ -50,20 +50,10 @@ def app_url(servers, tiny_model):
     """The studio, launched in this process: local uses the tiny pipeline, the hosted
     backends the fakes; ModelsLab's key comes from the environment, Novita has none."""
     ml, nv = servers
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MODELSLAB_BASE_URL", ml.base_url)
-    mp.setenv("NOVITA_BASE_URL", nv.base_url)
-    mp.setenv("MODELSLAB_API_KEY", KEY)
-    mp.delenv("NOVITA_API_KEY", raising=False)
-    import app
-
-    demo = app.build_demo()
-    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
+    env = {"MODELSLAB_BASE_URL": ml.base_url, "NOVITA_BASE_URL": nv.base_url,
+           "MODELSLAB_API_KEY": KEY, "NOVITA_API_KEY": None}
+    with launched_studio(env) as url:
         yield url
-    finally:
-        demo.close()
-        mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from gradio_client import Client, handle_file
 
 from studio import service, video
 from studio.errors import Cancelled
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, launched_studio
 from tests.fakes import FakeNovita
 
 KEY = "nv-test-key"
@@ -27,19 +27,13 @@ def novita(monkeypatch):
 
 
 def test_eight_hosted_jobs_through_the_app_run_side_by_side(novita, tiny_model):
-    import app
-
-    demo = app.build_demo()
-    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
+    with launched_studio() as url:
         client = Client(url, verbose=False)
         photo = handle_file(str(EXAMPLES / "coffee.png"))
         started = time.monotonic()
         jobs = [client.submit(image=photo, backend="novita", seed=i, api_name="/generate") for i in range(8)]
         results = [job.result(timeout=120) for job in jobs]
         total = time.monotonic() - started
-    finally:
-        demo.close()
     assert all(video.probe(path)[0] == 4 for path, _ in results)
     assert len({used["task_id"] for _, used in results}) == 8
     # One after another they would need at least 8 x 3 s = 24 s.

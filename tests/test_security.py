@@ -15,7 +15,7 @@ from gradio_client import Client, handle_file
 
 from studio import outputs
 from studio.request import PARAMETERS
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, launched_studio
 from tests.fakes import FakeModelsLab, FakeNovita, Reply
 
 CANARY = "sk-CANARY-5d1e0c9b7a"
@@ -30,19 +30,10 @@ def servers():
 @pytest.fixture(scope="module")
 def studio(servers, tiny_model):
     ml, nv = servers
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MODELSLAB_BASE_URL", ml.base_url)
-    mp.setenv("NOVITA_BASE_URL", nv.base_url)
-    mp.setenv("MODELSLAB_API_KEY", CANARY)
-    mp.setenv("NOVITA_API_KEY", CANARY)
-    mp.setenv("HOSTED_TIMEOUT_SECONDS", "10")
-    import app
-
-    demo = app.build_demo()
-    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    yield url, Client(url, verbose=False)
-    demo.close()
-    mp.undo()
+    env = {"MODELSLAB_BASE_URL": ml.base_url, "NOVITA_BASE_URL": nv.base_url, "MODELSLAB_API_KEY": CANARY,
+           "NOVITA_API_KEY": CANARY, "HOSTED_TIMEOUT_SECONDS": "10"}
+    with launched_studio(env) as url:
+        yield url, Client(url, verbose=False)
 
 
 def everything_said(caplog, capfd, *texts: str) -> str:
