@@ -348,7 +348,8 @@ def build_demo() -> gr.Blocks:
                 raise _user_error(exc) from None
             seed = result.used.get("seed")
             caption = f"{result.used['backend']} · seed {seed if seed is not None else '-'}"
-            item = {"video": str(result.video), "gif": str(result.gif), "used": result.used, "sent": result.sent, "caption": caption}
+            gif = str(result.gif) if result.gif else None
+            item = {"video": str(result.video), "gif": gif, "used": result.used, "sent": result.sent, "caption": caption}
             new_history = [*data[history], item]
             yield {
                 **show(item),
@@ -358,12 +359,22 @@ def build_demo() -> gr.Blocks:
                 history: new_history,
                 gallery: _history_items(new_history),
             }
+            if gif is None:
+                # The GIF comes after the video is on screen: it takes several times longer
+                # to encode than the MP4, and API callers never need it.
+                try:
+                    item = {**item, "gif": str(service.make_gif(result))}
+                except StudioError as exc:
+                    log.warning("No GIF for %s: %s", result.video, secrets.redact(str(exc)))
+                    return
+                new_history = [*new_history[:-1], item]
+                yield {dl_gif: gr.update(value=item["gif"], visible=True), history: new_history}
 
         def show(item: dict) -> dict:
             return {
                 out_video: item["video"],
                 dl_mp4: gr.update(value=item["video"], visible=True),
-                dl_gif: gr.update(value=item["gif"], visible=True),
+                dl_gif: gr.update(value=item["gif"], visible=bool(item["gif"])),
                 used_json: item["used"],
                 sent_json: gr.update(value=item["sent"], visible=item["sent"] is not None),
             }

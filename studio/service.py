@@ -69,6 +69,11 @@ def _job(chosen: backends.Backend, api_key: str | None, hooks: dict[str, Any]) -
 
 def _finish(chosen: backends.Backend, result: Result) -> Result:
     result.used = {"backend": chosen.name, **result.used}
+    return result
+
+
+def make_gif(result: Result) -> Path:
+    """The GIF beside the MP4, made on demand: it costs several times the MP4's encoding."""
     if result.gif is None:
         result.gif = video.mp4_to_gif(result.video, result.video.with_suffix(".gif"))
-    return result
+    return result.gif

@@ -27,8 +27,9 @@ def test_generates_a_playable_mp4_with_the_requested_frames_and_size(tiny_model,
     result = service.generate(photo, "local", {**SMALL, "num_frames": 5, "seed": 3, "fps": 9},
                               on_progress=lambda f, t: progress.append((f, t)))
     assert video.probe(result.video) == (5, 128, 64)
-    assert result.video.suffix == ".mp4" and result.gif.suffix == ".gif"
-    assert video.probe(result.gif)[0] == 5
+    assert result.video.suffix == ".mp4" and result.gif is None  # the GIF is made on demand
+    gif = service.make_gif(result)
+    assert gif.suffix == ".gif" and gif.read_bytes()[:6] == b"GIF89a" and video.probe(gif)[0] == 5
     # H.264 in yuv420p with the index up front is what every browser plays.
     head = result.video.read_bytes()[:4096]
     assert b"moov" in head, "faststart: the moov atom must come before the media data"
@@ -91,6 +92,19 @@ def test_fast_mode_needs_cuda_and_says_so(tiny_model, photo):
     assert str(info.value) == (
         "fast_mode must be off on this machine (it has no CUDA GPU, runs on cpu) for Local GPU (diffusers), got True"
     )
+
+
+def test_fast_mode_prepares_the_real_svd_architecture(tiny_model):
+    import torch
+    from diffusers import StableVideoDiffusionPipeline
+
+    from backends.local import speed_up
+
+    pipe = speed_up(StableVideoDiffusionPipeline.from_pretrained(tiny_model))
+    convs = [m for m in pipe.vae.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert any(isinstance(m, torch.nn.Conv3d) for m in pipe.vae.modules())  # left as they were
+    assert type(pipe.unet).__name__ == "OptimizedModule"  # compiled lazily, on the first call
 
 
 def test_a_hub_model_that_cannot_be_loaded_gives_a_clear_message(tiny_model, photo):
