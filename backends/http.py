@@ -15,6 +15,7 @@ import io
 import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from PIL import Image
 from backends.base import Job
 from backends.polling import Transient
 from studio import secrets, video
-from studio.errors import GenerationFailed, MissingKey, ProviderError
+from studio.errors import GenerationFailed, InvalidParameter, MissingKey, ProviderError
 
 USER_AGENT = "svd-studio/0.1"
 
@@ -68,6 +69,17 @@ def api_key(job: Job, env: str, label: str) -> str:
     if not key:
         raise MissingKey(f"{label} needs an API key: set {env} or paste a key into the API key field.")
     return key
+
+
+def resume_start(backend: Any, job: Job, job_id: str, seconds: float) -> tuple[str, str, float]:
+    """What resuming a hosted job needs first: the key, a non-empty task id (shown to the
+    person at once) and the deadline."""
+    key = api_key(job, backend.key_env or "", backend.label)
+    task_id = str(job_id or "").strip()
+    if not task_id:
+        raise InvalidParameter("task id", job_id, f"the id {backend.label} gave the job", backend.label)
+    job.on_job_id(task_id)
+    return key, task_id, time.monotonic() + seconds
 
 
 def send(client: httpx.Client, method: str, url: str, *, provider: str, timeout: httpx.Timeout,

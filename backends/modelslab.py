@@ -22,7 +22,7 @@ from backends import http
 from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result, Text
 from backends.polling import PollState, Timing, Transient, poll, retrying, unexpected
 from studio import images
-from studio.errors import GenerationFailed, InvalidParameter, ProviderError
+from studio.errors import GenerationFailed, ProviderError
 from studio.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -138,12 +138,7 @@ class ModelsLabBackend(Backend):
 
     def resume(self, job_id: str, request: GenerationRequest | None, job: Job) -> Result:
         """Fetch a job that already exists (its id pasted back in) and download its video."""
-        key = http.api_key(job, self.key_env or "", self.label)
-        task_id = str(job_id or "").strip()
-        if not task_id:
-            raise InvalidParameter("task id", job_id, "the id ModelsLab gave the job", self.label)
-        job.on_job_id(task_id)
-        deadline_at = time.monotonic() + self.timing.seconds()
+        key, task_id, deadline_at = http.resume_start(self, job, job_id, self.timing.seconds())
         done = poll(lambda: self._fetch(task_id, key), job, self.timing, provider=PROVIDER,
                     task_id=task_id, deadline_at=deadline_at)
         path = self._download(done.payload, {}, task_id, job)
