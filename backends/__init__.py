@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result, Text
+from backends.base import Backend, Choice, Flag, Job, Limit, Option, Range, Result, Text
 from backends.local import LocalBackend
 from backends.modelslab import ModelsLabBackend
 from backends.novita import NovitaBackend
@@ -31,4 +31,19 @@ def get_backend(name: str) -> Backend:
     return _INSTANCES[name]
 
 
-__all__ = ["Backend", "Choice", "Flag", "Job", "Limit", "Range", "Result", "Text", "get_backend", "names"]
+def all_options() -> dict[str, Option]:
+    """Every option any backend declares, by name (the first declaration of a shared name):
+    the API accepts each of them, and the page makes one control for each."""
+    found: dict[str, Option] = {}
+    for name in names():
+        backend = get_backend(name)
+        for model in backend.model_choices():
+            for option_name, option in backend.options(model).items():
+                found.setdefault(option_name, option)
+    return found
+
+
+__all__ = [
+    "Backend", "Choice", "Flag", "Job", "Limit", "Option", "Range", "Result", "Text", "all_options", "get_backend",
+    "names",
+]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, Callable, ClassVar, Iterator, Union
 
 from PIL import Image
 
@@ -101,6 +102,21 @@ Limit = Union[Range, Choice, Flag, Text]
 ProgressFn = Callable[[float | None, str], None]
 
 
+@dataclass(frozen=True)
+class Option:
+    """A setting of one backend beyond SVD's own parameters (a provider's wire extra).
+
+    Declared by the backend, shown by the page in its ``group``, accepted by ``/generate``
+    under ``name``: a backend with options of its own touches no shared code. ``shown``
+    False keeps an option for API callers only.
+    """
+
+    limit: Limit
+    description: str
+    group: str = "Service options"
+    shown: bool = True
+
+
 @dataclass
 class Job:
     """What a backend gets besides the request: where to write, how to report, when to stop."""
@@ -119,13 +135,61 @@ class Job:
 
 @dataclass
 class Result:
-    """A finished video on disk and an honest account of how it was made."""
+    """A finished video on disk and what the backend learned while making it.
+
+    ``used`` holds only the backend's own facts (the size after 'fit', the seed a provider
+    reports, the device...); ``studio.service`` merges them with the resolved request into
+    the one account of the job that the page and the API both show.
+    """
 
     video: Path  # an MP4 that plays in browsers
-    used: dict[str, Any]  # the parameters actually used, after defaults, under our names
+    used: dict[str, Any] = field(default_factory=dict)
     sent: dict[str, Any] | None = None  # the wire payload, key redacted (hosted backends)
     job_id: str | None = None
     gif: Path | None = None
+
+
+class Slots:
+    """At most ``size`` jobs of one backend run at once; the others wait, told their place.
+
+    The count of waiting jobs changes only under the condition's lock, so two jobs that
+    arrive together never read a stale count.
+    """
+
+    def __init__(self, size: int, waiting_for: str) -> None:
+        self.size, self.waiting_for = size, waiting_for
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._waiting = 0
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    @contextmanager
+    def hold(self, job: Job) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._busy >= self.size:
+                    job.check_cancelled()
+                    line = f"Waiting for {self.waiting_for}: {self._waiting} job(s) in line"
+                    self._cond.release()
+                    try:  # report outside the lock: a progress callback may be slow
+                        job.on_progress(None, line)
+                    finally:
+                        self._cond.acquire()
+                    self._cond.wait(0.5)
+                job.check_cancelled()
+                self._busy += 1
+            finally:
+                self._waiting -= 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify()
 
 
 class Backend:
@@ -136,6 +200,13 @@ class Backend:
     blurb: ClassVar[str] = ""  # one sentence shown under the backend dropdown
     key_env: ClassVar[str | None] = None  # environment variable holding the API key, if any
     models: ClassVar[dict[str, str]]  # model id -> human label
+    # How many of this backend's jobs run at once; the rest wait in line. Each backend has
+    # its own line, so people waiting for the GPU never hold up a hosted job.
+    concurrency: ClassVar[int] = 1
+    waiting_for: ClassVar[str] = "a free slot"
+
+    def __init__(self) -> None:
+        self.slots = Slots(self.concurrency, self.waiting_for)
 
     def default_model(self) -> str:
         return next(iter(self.models))
@@ -143,15 +214,38 @@ class Backend:
     def model_choices(self) -> dict[str, str]:
         return dict(self.models)
 
+    def model_for(self, model: str | None, *, lenient: bool = False) -> str:
+        """The one answer to "this model, or the backend's default": empty means the
+        default; an unknown name is refused, or (``lenient``, for a page whose dropdown
+        still shows another backend's model) replaced by the default."""
+        choices = self.model_choices()
+        if model in choices:
+            return model  # type: ignore[return-value]
+        if model in (None, "") or lenient:
+            return self.default_model()
+        raise InvalidParameter("model", model, Choice(tuple(choices), None).rule(), self.label)
+
     def limits(self, model: str) -> dict[str, Limit]:
-        """The parameters this backend accepts for ``model``, with ranges and defaults."""
+        """SVD's parameters this backend accepts for ``model``, with ranges and defaults."""
         raise NotImplementedError
+
+    def options(self, model: str) -> dict[str, Option]:
+        """This backend's own settings beyond SVD's parameters; none by default."""
+        return {}
+
+    def parameters(self, model: str) -> dict[str, Limit]:
+        """Every value this backend takes for ``model``: SVD's parameters and its options."""
+        return self.limits(model) | {name: option.limit for name, option in self.options(model).items()}
+
+    def preflight(self, request: GenerationRequest) -> None:
+        """Checks that need the machine (is there a CUDA GPU?), run before the job waits
+        for a slot so that a person is not told after a long wait."""
 
     def generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
         """Make a video from ``image`` with a request already passed through ``resolve``."""
         raise NotImplementedError
 
-    def resume(self, job_id: str, request: GenerationRequest | None, job: Job) -> Result:
+    def resume(self, job_id: str, job: Job) -> Result:
         """Wait again for a job the provider already has (its id pasted back in)."""
         raise InvalidParameter("task id", job_id, "used only with a hosted backend", self.label)
 
@@ -163,33 +257,38 @@ class Backend:
         """Fill in this backend's defaults and reject any value outside its ranges.
 
         Never clamps: a wrong value is an ``InvalidParameter`` that names the parameter,
-        the value, the allowed range and this backend.
+        the value, the allowed range and this backend. Options are checked the same way.
         """
-        models = self.model_choices()
-        model = request.model or self.default_model()
-        if model not in models:
-            raise InvalidParameter("model", model, Choice(tuple(models), None).rule(), self.label)
+        model = self.model_for(request.model)
         limits = self.limits(model)
         values: dict[str, Any] = {"model": model}
         for name in PARAMETERS:
-            if name == "model":
-                continue
-            value = getattr(request, name)
-            limit = limits.get(name)
-            if limit is None:
-                if value not in (None, ""):
-                    raise InvalidParameter(name, value, "left empty (this backend does not use it)", self.label)
-                continue
-            if value is None:
-                value = limit.default
-            if name == "seed" and value in (None, -1):
-                value = random.randint(0, 2**32 - 1)
-            if not limit.ok(value):
-                raise InvalidParameter(name, value, limit.rule(), self.label)
-            values[name] = value
+            if name != "model":
+                _fill(values, name, getattr(request, name), limits.get(name), self.label)
+        options: dict[str, Any] = {}
+        declared = self.options(model)
+        for name in {**declared, **request.options}:
+            option = declared.get(name)
+            _fill(options, name, request.options.get(name), option.limit if option else None, self.label)
         lo, hi = values.get("min_guidance_scale"), values.get("max_guidance_scale")
         if lo is not None and hi is not None and lo > hi:
             raise InvalidParameter(
                 "min_guidance_scale", lo, f"at most max_guidance_scale ({_fmt(hi)})", self.label
             )
-        return GenerationRequest(**values)
+        return GenerationRequest(**values, options=options)
+
+
+def _fill(values: dict[str, Any], name: str, value: Any, limit: Limit | None, label: str) -> None:
+    """Put ``name``'s checked value (or its default) into ``values``."""
+    if limit is None:
+        if value not in (None, ""):
+            raise InvalidParameter(name, value, "left empty (this backend does not use it)", label)
+        return
+    if value is None or value == "":  # an empty box on the page means "not set"
+        value = limit.default
+    if name == "seed" and value in (None, -1):
+        value = random.randint(0, 2**32 - 1)
+    if not limit.ok(value):
+        raise InvalidParameter(name, value, limit.rule(), label)
+    if value is not None:
+        values[name] = value

@@ -2,14 +2,15 @@
 
 torch and diffusers are imported on the first generation, not before, so the page is
 served in seconds. The loaded pipeline is cached; one local job runs at a time because a
-GPU runs one SVD job well and two badly (queued people are told their place).
+GPU runs one SVD job well and two badly (``concurrency`` 1: the service's slots make the
+others wait and tell them their place). What the machine cannot do is refused in
+``preflight``, before a job waits for the GPU.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,9 +55,11 @@ class LocalBackend(Backend):
     blurb = "Runs Stable Video Diffusion on this machine with diffusers. Free; needs a GPU to be quick."
     models = LABELS  # model_choices adds the LOCAL_SVD_MODEL entry when it is set
 
+    concurrency = 1  # a GPU runs one SVD job well and two badly
+    waiting_for = "the GPU"
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiting = 0
+        super().__init__()
         self._pipe: Any = None
         self._pipe_key: tuple | None = None
 
@@ -105,22 +108,28 @@ class LocalBackend(Backend):
 
     # --- generation -----------------------------------------------------------------
 
+    def preflight(self, request: GenerationRequest) -> None:
+        """Refuse what this machine cannot do before the job waits for the GPU."""
+        device, _ = pick_device()
+        if request.memory_mode not in (None, "auto", "full_gpu") and device != "cuda":
+            raise InvalidParameter(
+                "memory_mode", request.memory_mode,
+                f"'auto' or 'full_gpu' on this machine (it has no CUDA GPU, runs on {device})", self.label,
+            )
+        if request.fast_mode and device != "cuda":
+            raise InvalidParameter(
+                "fast_mode", True, f"off on this machine (it has no CUDA GPU, runs on {device})", self.label
+            )
+        if request.fast_mode and request.memory_mode not in (None, "auto", "full_gpu"):
+            raise InvalidParameter(
+                "fast_mode", True,
+                f"off with memory_mode '{request.memory_mode}' (compiling needs the whole model on the GPU)",
+                self.label,
+            )
+
     def generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
-        if self._lock.locked():
-            self._waiting += 1
-            try:
-                while not self._lock.acquire(timeout=0.5):
-                    job.check_cancelled()
-                    job.on_progress(None, f"Waiting for the GPU: {self._waiting} job(s) in line")
-            finally:
-                self._waiting -= 1
-        else:
-            self._lock.acquire()
-        try:
-            job.check_cancelled()
-            return _gpu_decorator()(self._generate)(image, request, job)
-        finally:
-            self._lock.release()
+        job.check_cancelled()
+        return _gpu_decorator()(self._generate)(image, request, job)
 
     def _generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
         r = request
@@ -170,10 +179,8 @@ class LocalBackend(Backend):
         job.on_progress(1.0, "Encoding the video")
         frames = video.to_uint8(out.frames[0])
         mp4 = video.write_mp4(frames, job.workdir / "video.mp4", r.fps)
-        used = r.model_dump(exclude_none=True) | {
-            "width": width, "height": height, "decode_chunk_size": chunk, "memory_mode": memory_mode,
-            "device": device,
-        }
+        used = {"width": width, "height": height, "decode_chunk_size": chunk, "memory_mode": memory_mode,
+                "device": device}
         return Result(video=mp4, used=used)
 
     def _pipeline(self, model: str, memory_mode: str, fast: bool = False) -> tuple[Any, str, str]:
@@ -181,17 +188,11 @@ class LocalBackend(Backend):
         import torch
 
         device, dtype = pick_device()
-        if memory_mode not in ("auto", "full_gpu") and device != "cuda":
-            raise InvalidParameter(
-                "memory_mode", memory_mode, f"'auto' or 'full_gpu' on this machine (it has no CUDA GPU, runs on {device})",
-                self.label,
-            )
-        if fast and device != "cuda":
-            raise InvalidParameter("fast_mode", True, f"off on this machine (it has no CUDA GPU, runs on {device})", self.label)
         mode = memory_mode if memory_mode != "auto" else auto_memory_mode(device)
-        if fast and mode != "full_gpu":
+        if fast and mode != "full_gpu":  # 'auto' chose offloading: this GPU is too small to compile for
             raise InvalidParameter(
-                "fast_mode", True, f"off with memory_mode '{mode}' (compiling needs the whole model on the GPU)", self.label
+                "fast_mode", True, f"off with memory_mode '{mode}' (compiling needs the whole model on the GPU)",
+                self.label,
             )
         source = self.models_source(model)
         key = (source, mode, device, fast)

@@ -1,34 +1,27 @@
-"""Novita AI's async img2video API (SVD and SVD-XT), behind the same interface as the local backend.
+"""Novita AI's async img2video API (SVD and SVD-XT): its wire format behind ``HostedBackend``.
 
-Wire details and their sources are in /work/shared/api-contracts.md §2; comments cite
-the section for each quirk. The flow: POST the photo as bare base64 with a Bearer key,
-GET the task result until ``TASK_STATUS_SUCCEED``, download the presigned video at once
-(it expires in about an hour) and check that it is one. Errors are told apart by the
-body's ``reason``, not the HTTP status (§2.4).
+Wire details and their sources are in docs/hosted-apis.md §2; comments cite the section
+for each quirk. What is Novita's own: the photo goes as bare base64 with a Bearer key,
+the task result is a GET whose ``task.status`` says QUEUED, PROCESSING or SUCCEED, the
+video is a presigned link that expires in about an hour, and errors are told apart by
+the body's ``reason``, not the HTTP status (§2.4). The flow of a job is ``backends.hosted``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import time
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 from PIL import Image
 
 from backends import http
-from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result, Text
-from backends.polling import PollState, Timing, Transient, poll, retrying, unexpected
+from backends.base import Choice, Flag, Limit, Option, Range, Text
+from backends.hosted import HostedBackend, Phase, Problem, Submitted, Wire
+from backends.polling import PollState, Timing, Transient, unexpected
 from studio import images
-from studio.errors import GenerationFailed, ProviderError
+from studio.errors import ProviderError
 from studio.request import GenerationRequest
 
-log = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://api.novita.ai"
-PROVIDER = "Novita"
 WIRE_MODELS = {"svd-xt": "SVD-XT", "svd": "SVD"}  # §2.1: hyphen, not the prose's "SVD_XT"
 FRAMES = {"svd-xt": 25, "svd": 14}  # §2.1: fixed per model
 RESIZE_MODES = {"crop": "CROP_TO_ASPECT_RATIO", "fit": "ORIGINAL_RESOLUTION"}  # not the SDK's ORIGINAL_DIMENSION
@@ -68,30 +61,23 @@ REASONS: dict[str, tuple[str, str, bool]] = {
     "GET_RESULT_FAILED": ("Novita could not look up the result", "", True),
     "TASK_FAILED": ("Novita could not generate the video", "", False),
 }
-PENDING = ("TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "TASK_STATUS_UNKNOWN")  # §2.2, UNKNOWN from the JS SDK
+# §2.2: the states of a task under way (UNKNOWN from the JS SDK), as the base names them.
+PHASES: dict[str, Phase] = {"TASK_STATUS_QUEUED": "queued", "TASK_STATUS_PROCESSING": "running",
+                            "TASK_STATUS_UNKNOWN": "unknown"}
 NOT_FOUND_GRACE = 2  # §2.3: a fresh task id may briefly be unknown; tolerate a couple of 404s
 
 
-class NovitaBackend(Backend):
+class NovitaBackend(HostedBackend):
     name = "novita"
     label = "Novita AI"
     blurb = "SVD and SVD-XT on Novita AI's hosted API (fixed 14 or 25 frames at 6 fps). Needs a Novita key."
     key_env = "NOVITA_API_KEY"
     models = {"svd-xt": "SVD-XT (25 frames)", "svd": "SVD (14 frames)"}
-
-    def __init__(self, client: httpx.Client | None = None, *, timeouts: http.Timeouts | None = None,
-                 poll_interval: float = 2.0, max_poll_interval: float = 5.0, deadline: float | None = None,
-                 backoff: float = 1.0, max_backoff: float = 60.0, retries: int = 4) -> None:
-        """``deadline`` None means HOSTED_TIMEOUT_SECONDS (default 600 s), read per job.
-        api-contracts §2.3: poll every 2-5 s, guided by the task's eta."""
-        self.timeouts = timeouts or http.Timeouts()
-        self.client = client or http.default_client(self.timeouts)
-        self.timing = Timing(poll_interval, max_poll_interval, deadline, backoff, max_backoff, retries)
-
-    @staticmethod
-    def base_url() -> str:
-        """Read at call time so a changed NOVITA_BASE_URL (or a test's fake) applies."""
-        return (os.environ.get("NOVITA_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    provider = "Novita"
+    base_url_env = "NOVITA_BASE_URL"
+    default_base_url = "https://api.novita.ai"
+    waiting_for = "a free Novita slot"
+    default_timing = Timing(interval=2.0, max_interval=5.0)  # §2.3: poll every 2-5 s, guided by the eta
 
     def limits(self, model: str) -> dict[str, Limit]:
         frames = FRAMES.get(model, 25)
@@ -103,22 +89,31 @@ class NovitaBackend(Backend):
             "noise_aug_strength": Range(0.0, 1.0, 0.02, step=0.01, integer=False),
             "seed": Range(0, 2**32 - 1, None, optional=True),
             "resize_mode": Choice(("crop", "fit"), "crop"),
-            "enable_frame_interpolation": Flag(False),
-            "output_format": Choice(("mp4", "gif"), "mp4"),
-            "webhook": Text(max_length=2000, url=True),
         }
 
-    # --- the wire payload -----------------------------------------------------------
+    def options(self, model: str) -> dict[str, Option]:
+        return {  # §2.1
+            "enable_frame_interpolation": Option(Flag(False), "Let the service add in-between frames so the clip "
+                                                              "plays smoothly at 24 fps."),
+            "output_format": Option(Choice(("mp4", "gif"), "mp4"), "The file format Novita sends back. The page "
+                                                                   "always shows an MP4 and offers both."),
+            "webhook": Option(Text(max_length=2000, url=True),
+                              "A public https URL the service calls when the job is done (optional; the page "
+                              "polls anyway)."),
+        }
 
-    @staticmethod
-    def payload(r: GenerationRequest, image_file: str) -> dict[str, Any]:
+    # --- the wire format -------------------------------------------------------------
+
+    def payload(self, image: Image.Image, request: GenerationRequest) -> Wire:
         """Our request under Novita's names. The one translation."""
-        extra: dict[str, Any] = {"response_video_type": r.output_format or "mp4"}
-        if r.webhook:
-            extra["webhook"] = {"url": r.webhook}
-        return {
+        r, o = request, request.options  # resolved: every parameter and option with a default is set
+        b64, fmt = http.image_base64(self.prepare(image, r.resize_mode or "crop"), MAX_BASE64)
+        extra: dict[str, Any] = {"response_video_type": o["output_format"]}
+        if o.get("webhook"):
+            extra["webhook"] = {"url": o["webhook"]}
+        body = {
             "model_name": WIRE_MODELS[r.model or "svd-xt"],
-            "image_file": image_file,  # §2.1: bare base64, no data: prefix
+            "image_file": b64,  # §2.1: bare base64, no data: prefix
             "frames_num": r.num_frames,
             "frames_per_second": r.fps,
             "image_file_resize_mode": RESIZE_MODES[r.resize_mode or "crop"],
@@ -126,9 +121,10 @@ class NovitaBackend(Backend):
             "seed": r.seed,  # §2.1: required by the older reference, so always a concrete one
             "motion_bucket_id": r.motion_bucket_id,
             "cond_aug": r.noise_aug_strength,
-            "enable_frame_interpolation": bool(r.enable_frame_interpolation),
+            "enable_frame_interpolation": bool(o["enable_frame_interpolation"]),
             "extra": extra,
         }
+        return Wire(body, shown={**body, "image_file": http.base64_placeholder(b64, fmt)})
 
     @staticmethod
     def prepare(image: Image.Image, resize_mode: str) -> Image.Image:
@@ -141,137 +137,79 @@ class NovitaBackend(Backend):
             image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
         return image
 
-    # --- generation -------------------------------------------------------------------
-
-    def generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
-        key = http.api_key(job, self.key_env or "", self.label)  # before any network call
-        deadline_at = time.monotonic() + self.timing.seconds()
-        r = request
-        b64, fmt = http.image_base64(self.prepare(image, r.resize_mode or "crop"), MAX_BASE64)
-        wire = self.payload(r, b64)
-        sent = {**wire, "image_file": http.base64_placeholder(b64, fmt)}
-
-        job.on_progress(None, "Sending the photo to Novita")
-        task_id = retrying(lambda: self._submit(wire, key), job, self.timing, provider=PROVIDER,
-                           what="submitting the job", deadline_at=deadline_at)
-        job.on_job_id(task_id)
-        log.info("Novita task %s submitted", task_id)
-        first = PollState("pending", text=f"Waiting in Novita's queue (task {task_id})")
-        done = self._poll(task_id, key, job, deadline_at, first=first)
-        path = self._download(done.payload, task_id, job)
-        used = r.model_dump(exclude_none=True) | {"task_id": task_id} | _seed(done.payload)
-        mp4, gif = http.browser_video(path)
-        job.on_progress(1.0, f"Done (Novita task {task_id})")
-        return Result(video=mp4, used=used, sent=sent, job_id=task_id, gif=gif)
-
-    def resume(self, job_id: str, request: GenerationRequest | None, job: Job) -> Result:
-        """Look up a task that already exists (its id pasted back in) and download its video."""
-        key, task_id, deadline_at = http.resume_start(self, job, job_id, self.timing.seconds())
-        done = self._poll(task_id, key, job, deadline_at, grace=0)
-        path = self._download(done.payload, task_id, job)
-        mp4, gif = http.browser_video(path)
-        used: dict[str, Any] = {"task_id": task_id} | _seed(done.payload)
-        if request is not None and request.model:
-            used["model"] = request.model
-        job.on_progress(1.0, f"Done (Novita task {task_id})")
-        return Result(video=mp4, used=used, sent={"task_id": task_id}, job_id=task_id, gif=gif)
-
-    def _submit(self, wire: dict[str, Any], key: str) -> str:
+    def submit(self, wire: dict[str, Any], key: str) -> Submitted:
         # §2.1: POST, whatever the docs' curl example says; Bearer as documented.
-        response = http.send(self.client, "POST", f"{self.base_url()}/v3/async/img2video", json=wire,
-                             headers=_auth(key), provider=PROVIDER, timeout=self.timeouts.for_submit(),
-                             repeatable=False)
-        body = http.json_body(response)
-        _raise_for_error(response, body, key, task_id=None, submitting=True)
+        response, body = self.ask("POST", "/v3/async/img2video", json=wire, headers=_auth(key), submitting=True)
+        self.raise_for_problem(response, body, key, task_id=None, submitting=True)
         task_id = body.get("task_id")
         if task_id in (None, ""):
             raise ProviderError(f"Novita accepted the job but sent no task id ({http.body_snippet(response)}).",
                                 status=response.status_code)
-        return str(task_id)
+        return Submitted(str(task_id), self.pending("queued", str(task_id)), body)
 
-    def _poll(self, task_id: str, key: str, job: Job, deadline_at: float, *,
-              first: PollState | None = None, grace: int = NOT_FOUND_GRACE) -> PollState:
+    def checker(self, task_id: str, key: str, *, fresh: bool) -> Callable[[], PollState]:
+        grace = NOT_FOUND_GRACE if fresh else 0  # §2.3: only an id from our own submit gets it
         misses = 0
 
         def check() -> PollState:
             nonlocal misses
             # §2.2: the task result really is GET, with the same Bearer header.
-            response = http.send(self.client, "GET", f"{self.base_url()}/v3/async/task-result",
-                                 params={"task_id": task_id}, headers=_auth(key), provider=PROVIDER,
-                                 timeout=self.timeouts.for_poll(), repeatable=True)
-            body = http.json_body(response)
+            response, body = self.ask("GET", "/v3/async/task-result", params={"task_id": task_id},
+                                      headers=_auth(key))
             if body.get("reason") == "TASK_NOT_FOUND" and misses < grace:
                 misses += 1
                 raise Transient(f"Novita does not know task {task_id} yet.", status=response.status_code)
-            _raise_for_error(response, body, key, task_id=task_id, submitting=False)
-            return _state(body, task_id)
+            self.raise_for_problem(response, body, key, task_id=task_id)
+            return self._state(body, task_id)
 
-        return poll(check, job, self.timing, provider=PROVIDER, task_id=task_id, deadline_at=deadline_at,
-                    first=first)
+        return check
 
-    def _download(self, body: dict[str, Any], task_id: str, job: Job) -> Path:
-        videos = [v for v in body.get("videos") or [] if isinstance(v, dict) and v.get("video_url")]
-        if not videos:
-            raise GenerationFailed("Novita said the task succeeded but sent no video.", job_id=task_id)
-        ttl = http.number(videos[0].get("video_url_ttl"))  # §2.2: "3600" or 3600
-        valid = f", the link is valid for {ttl:.0f} s" if ttl else ""
-        job.on_progress(None, f"Downloading the video (Novita task {task_id}{valid})")
-        return http.download(self.client, str(videos[0]["video_url"]), job.workdir / f"novita-{task_id[:64]}",
-                             job_id=task_id, provider=PROVIDER, timeouts=self.timeouts)
+    def _state(self, body: dict[str, Any], task_id: str) -> PollState:
+        """One task-result body as a typed state (§2.2; SUCCEED is spelled that way)."""
+        task = http.obj(body.get("task"))
+        status = task.get("status")
+        if status == "TASK_STATUS_SUCCEED":
+            return PollState("done", payload=body)
+        if status == "TASK_STATUS_FAILED":
+            reason = str(task.get("reason") or "").strip() or "no reason given"
+            return PollState("failed", text=f"Novita could not generate the video: {reason}")
+        if status not in PHASES:
+            raise unexpected(self.provider, status, task_id)
+        return self.pending(PHASES[status], task_id, eta=http.number(task.get("eta")),
+                            percent=http.number(task.get("progress_percent")))
+
+    def video_links(self, done: dict[str, Any], submitted: dict[str, Any]) -> list[str]:
+        return [str(v["video_url"]) for v in _videos(done)]
+
+    def download_note(self, done: dict[str, Any]) -> str:
+        videos = _videos(done)
+        ttl = http.number(videos[0].get("video_url_ttl")) if videos else None  # §2.2: "3600" or 3600
+        return f", the link is valid for {ttl:.0f} s" if ttl else ""
+
+    def reported(self, done: dict[str, Any], submitted: dict[str, Any]) -> dict[str, Any]:
+        seed = http.number(http.obj(done.get("extra")).get("seed"))  # §2.2: "42" or 42
+        return {"seed": int(seed)} if seed is not None else {}
+
+    def problem(self, response: httpx.Response, body: dict[str, Any], *, task_id: str | None,
+                submitting: bool) -> Problem | None:
+        """By the body's ``reason`` first (§2.4: 401 and 403 may each be auth or billing, and
+        an empty balance comes as 400), by the HTTP status only when there is none."""
+        code = response.status_code
+        if code < 400:
+            return None
+        reason = str(body.get("reason") or "").strip()
+        detail = str(body.get("message") or "").strip() or http.body_snippet(response)
+        summary, hint, retryable = REASONS.get(reason, (f"Novita answered HTTP {code}", "", code >= 500))
+        label = f" ({reason})" if reason else ""
+        message = f"{summary}: {detail}{label}." + (f" {hint}" if hint else "")
+        if retryable or code == 429:
+            return Problem(message, "retry", detail, http.retry_after(response, body))
+        return Problem(message, "failed" if reason == "TASK_FAILED" else "refused", detail)
 
 
-def _seed(body: dict[str, Any]) -> dict[str, int]:
-    """The seed Novita reports having used; §2.2: "42" or 42."""
-    seed = http.number(http.obj(body.get("extra")).get("seed"))
-    return {"seed": int(seed)} if seed is not None else {}
+def _videos(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in body.get("videos") or [] if isinstance(v, dict) and v.get("video_url")]
 
 
 def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def _state(body: dict[str, Any], task_id: str) -> PollState:
-    """One task-result body as a typed state (§2.2; SUCCEED is spelled that way)."""
-    task = http.obj(body.get("task"))
-    status = task.get("status")
-    if status == "TASK_STATUS_SUCCEED":
-        return PollState("done", payload=body)
-    if status == "TASK_STATUS_FAILED":
-        reason = str(task.get("reason") or "").strip() or "no reason given"
-        return PollState("failed", text=f"Novita could not generate the video: {reason}")
-    if status not in PENDING:
-        raise unexpected(PROVIDER, status, task_id)
-    eta = http.number(task.get("eta"))
-    percent = http.number(task.get("progress_percent"))
-    left = f", about {eta:.0f} s left" if eta else ""
-    if status == "TASK_STATUS_QUEUED":
-        return PollState("pending", eta=eta, text=f"Waiting in Novita's queue (task {task_id}{left})")
-    if status == "TASK_STATUS_UNKNOWN":
-        return PollState("pending", eta=eta, text=f"Novita reports an unknown state for task {task_id}; still waiting")
-    fraction = min(max(percent / 100, 0.0), 1.0) if percent else None
-    shown = f" {percent:.0f}%" if percent else ""
-    return PollState("pending", eta=eta, progress=fraction,
-                     text=f"Novita is generating the video{shown} (task {task_id}{left})")
-
-
-def _raise_for_error(response: httpx.Response, body: dict[str, Any], key: str, *,
-                     task_id: str | None, submitting: bool) -> None:
-    """Map an HTTP error by its ``reason`` first (§2.4: 401 and 403 may each be auth or
-    billing, and an empty balance comes as 400), by its status only when there is none."""
-    code = response.status_code
-    if code < 400:
-        return
-    reason = str(body.get("reason") or "").strip()
-    detail = http.redact(str(body.get("message") or "").strip() or http.body_snippet(response), key)
-    summary, hint, retryable = REASONS.get(reason, (f"Novita answered HTTP {code}", "", code >= 500 or code == 429))
-    if code == 429:
-        retryable = True
-    label = f" ({reason})" if reason else ""
-    message = f"{summary}: {detail}{label}." + (f" {hint}" if hint else "")
-    if retryable:
-        if submitting and code == 504:  # a gateway timeout: the task may exist
-            raise http.not_resubmitted(PROVIDER, f"HTTP 504: {detail}")
-        raise Transient(message, retry_after=http.retry_after(response, body), status=code)
-    if reason == "TASK_FAILED":
-        raise GenerationFailed(message, job_id=task_id)
-    raise ProviderError(message, status=code, job_id=task_id)

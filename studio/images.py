@@ -45,9 +45,13 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
                 "megapixels). Please use a smaller image."
             ) from exc
         except UnidentifiedImageError as exc:
-            raise BadImage("The uploaded file is not an image this studio can read. Please use PNG, JPEG or WebP.") from exc
+            raise BadImage(
+                "The uploaded file is not an image this studio can read. Please use PNG, JPEG or WebP."
+            ) from exc
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise BadImage("The image file is damaged or incomplete (it could not be fully read). Please upload it again.") from exc
+            raise BadImage(
+                "The image file is damaged or incomplete (it could not be fully read). Please upload it again."
+            ) from exc
     _check_size(image)
     try:
         image = ImageOps.exif_transpose(image) or image

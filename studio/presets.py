@@ -26,8 +26,9 @@ class Preset(BaseModel):
     parameters: GenerationRequest
 
     def values(self) -> dict:
-        """Only the parameters the preset sets; the rest stay as they are."""
-        return self.parameters.model_dump(exclude_unset=True)
+        """Only the parameters the preset sets, options by their own names; the rest stay."""
+        values = self.parameters.model_dump(exclude_unset=True)
+        return values | values.pop("options", {})
 
 
 def load_preset(path: Path) -> Preset:

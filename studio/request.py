@@ -1,5 +1,11 @@
 """The one request model, under diffusers' parameter names.
 
+It holds what SVD itself means (frames, size, motion, noise, steps, guidance, seed) and
+the local memory and speed options. What only one provider understands (ModelsLab's
+``negative_prompt``, Novita's ``enable_frame_interpolation``...) is declared by that
+backend as an ``Option`` and travels in ``options``: a new backend with its own settings
+touches nothing here.
+
 Every field defaults to ``None``, which means "this backend's documented default": the
 same request can be sent to any backend, and each backend fills in and checks its own
 values (see ``backends.base.Backend.resolve``). The bounds here are only the widest any
@@ -14,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Where each control sits on the page; the UI groups fields by this and nothing else.
-GROUPS = ("Frames and size", "Motion", "Sampling", "Memory and speed", "Hosted options")
+GROUPS = ("Frames and size", "Motion", "Sampling", "Memory and speed", "Service options")
 
 
 def _field(description: str, group: str, **bounds: Any) -> Any:
@@ -84,40 +90,14 @@ class GenerationRequest(BaseModel):
         "takes a minute or two longer; every later one at the same size is faster. CUDA only.",
         "Memory and speed",
     )
-    output_format: Literal["mp4", "gif", "base64"] | None = _field(
-        "The file format the hosted service sends back. The page always shows an MP4 and offers both.",
-        "Hosted options",
-    )
-    negative_prompt: str | None = _field(
-        "What the video should avoid (ModelsLab).", "Hosted options", max_length=1000
-    )
-    enhance_prompt: bool | None = _field("Let the service improve the prompt.", "Hosted options")
-    latent_interpolation_method: Literal["lerp", "slerp"] | None = _field(
-        "How the service blends between frames: linear (lerp) or spherical (slerp).", "Hosted options"
-    )
-    clip_skip: int | None = _field(
-        "Skip the last CLIP layers when reading the image (1 or 2; empty for none).", "Hosted options", ge=1, le=2
-    )
-    enable_frame_interpolation: bool | None = _field(
-        "Let the service add in-between frames so the clip plays smoothly at 24 fps.", "Hosted options"
-    )
-    instant_response: bool | None = _field(
-        "Ask the service to answer at once with a job id instead of holding the request open.",
-        "Hosted options",
-    )
-    temp: bool | None = _field(
-        "Store the result in the service's temporary storage (wiped every 24 hours).", "Hosted options"
-    )
-    webhook: str | None = _field(
-        "A public https URL the service calls when the job is done (optional; the page polls anyway).",
-        "Hosted options", max_length=2000,
-    )
-    track_id: str | None = _field(
-        "Your own id, echoed back to the webhook (optional).", "Hosted options", max_length=200
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The chosen backend's own settings (a provider's extras), by the names it declares.",
     )
 
 
-PARAMETERS: tuple[str, ...] = tuple(GenerationRequest.model_fields)
+# SVD's own parameters, the same on every backend; ``options`` holds the rest.
+PARAMETERS: tuple[str, ...] = tuple(n for n in GenerationRequest.model_fields if n != "options")
 
 
 def describe(name: str) -> str:

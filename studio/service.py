@@ -1,12 +1,14 @@
 """One generation from start to finish, independent of any UI.
 
 The page and the ``/generate`` API both call ``generate``: check the backend and the
-parameters, read the image, run the backend, and make sure what comes back is a video
-that plays in a browser, with a GIF beside it.
+parameters, read the image, wait for one of the backend's slots, run it, and give back a
+``Result`` whose ``used`` is built here and nowhere else, so the page and the API report
+the same fields for the same job.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +18,28 @@ import backends
 from backends.base import Job, Result
 from studio import images, outputs, video
 from studio.errors import InvalidParameter
-from studio.request import GenerationRequest
+from studio.request import PARAMETERS, GenerationRequest
 
 
 def build_request(params: dict[str, Any], backend: backends.Backend) -> GenerationRequest:
-    """The request model from loose values; a type error names the parameter and backend,
-    with the backend's own range where it has one for that parameter."""
-    backend_label = backend.label
+    """The request model from loose values by name: SVD's parameters become fields, any
+    backend's declared option goes to ``options``. A type error names the parameter and
+    the backend, with the backend's own range where it has one for that parameter."""
     clean = {k: (None if v == "" else v) for k, v in params.items()}
+    known_options = backends.all_options()
+    unknown = next((k for k in clean if k not in PARAMETERS and k not in known_options), None)
+    if unknown is not None:
+        raise InvalidParameter(unknown, clean[unknown], "a known parameter name", backend.label)
+    fields = {k: v for k, v in clean.items() if k in PARAMETERS}
+    options = {k: v for k, v in clean.items() if k in known_options and v is not None}
     try:
-        return GenerationRequest(**clean)
+        return GenerationRequest(**fields, options=options)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err["loc"] else "parameters"
-        if err["type"] == "extra_forbidden":
-            raise InvalidParameter(name, clean.get(name), "a known parameter name", backend_label) from None
-        model = clean.get("model") if clean.get("model") in backend.model_choices() else backend.default_model()
-        limit = backend.limits(model).get(name)
+        limit = backend.limits(backend.model_for(clean.get("model"), lenient=True)).get(name)
         rule = limit.rule() if limit is not None else _pydantic_rule(GenerationRequest.model_fields.get(name), err)
-        raise InvalidParameter(name, clean.get(name), rule, backend_label) from None
+        raise InvalidParameter(name, clean.get(name), rule, backend.label) from None
 
 
 def _pydantic_rule(field: Any, err: dict) -> str:
@@ -49,17 +54,30 @@ def _pydantic_rule(field: Any, err: dict) -> str:
 def generate(image: str | Path, backend: str, params: dict[str, Any], *, api_key: str | None = None,
              **hooks: Any) -> Result:
     """Make a video. ``hooks``: ``on_progress(fraction, text)``, ``on_job_id(id)`` and
-    ``cancel`` (a threading.Event), as on ``backends.base.Job``."""
+    ``cancel`` (a threading.Event), as on ``backends.base.Job``.
+
+    Everything that can be refused is refused before the job waits for a slot: the
+    values, the machine's abilities (``preflight``) and the image.
+    """
+    started = time.monotonic()
     chosen = backends.get_backend(backend)
     request = chosen.resolve(build_request(params, chosen))
+    chosen.preflight(request)
     picture = images.load_image(image)
-    return _finish(chosen, chosen.generate(picture, request, _job(chosen, api_key, hooks)))
+    job = _job(chosen, api_key, hooks)
+    with chosen.slots.hold(job):
+        result = chosen.generate(picture, request, job)
+    return _finish(chosen, result, started, request)
 
 
 def resume(job_id: str, backend: str, *, api_key: str | None = None, **hooks: Any) -> Result:
     """Wait again for a hosted job by its task id (the page was closed, or it timed out)."""
+    started = time.monotonic()
     chosen = backends.get_backend(backend)
-    return _finish(chosen, chosen.resume(str(job_id or "").strip(), None, _job(chosen, api_key, hooks)))
+    job = _job(chosen, api_key, hooks)
+    with chosen.slots.hold(job):
+        result = chosen.resume(str(job_id or "").strip(), job)
+    return _finish(chosen, result, started, None)
 
 
 def _job(chosen: backends.Backend, api_key: str | None, hooks: dict[str, Any]) -> Job:
@@ -67,8 +85,20 @@ def _job(chosen: backends.Backend, api_key: str | None, hooks: dict[str, Any]) -
     return Job(workdir=outputs.job_dir(chosen.name), api_key=api_key, **given)
 
 
-def _finish(chosen: backends.Backend, result: Result) -> Result:
-    result.used = {"backend": chosen.name, **result.used}
+def _finish(chosen: backends.Backend, result: Result, started: float, request: GenerationRequest | None) -> Result:
+    """Build ``result.used``, the one account of the job: the backend, the request as
+    resolved (options an API caller alone sees are left out), what the backend learned
+    (the real size, a provider's seed...), the task id and the time it took."""
+    used: dict[str, Any] = {"backend": chosen.name}
+    if request is not None:
+        shown = {n for n, o in chosen.options(request.model or chosen.default_model()).items() if o.shown}
+        used |= request.model_dump(exclude={"options"}, exclude_none=True)
+        used |= {n: v for n, v in request.options.items() if n in shown}
+    used |= result.used
+    if result.job_id:
+        used["task_id"] = result.job_id
+    used["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    result.used = used
     return result
 
 

@@ -69,7 +69,8 @@ def _run(args: list[str], what: str) -> None:
 
 def mp4_to_gif(mp4: Path, gif: Path) -> Path:
     _run(
-        ["-i", str(mp4), "-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0", str(gif)],
+        ["-i", str(mp4), "-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse",
+         "-loop", "0", str(gif)],
         "make the GIF",
     )
     return gif

@@ -1,4 +1,4 @@
-"""Quick checks that the fake provider servers speak the wire format in api-contracts.md.
+"""Quick checks that the fake provider servers speak the wire format in docs/hosted-apis.md.
 
 Plain httpx against the real sockets, no app code: if these pass, a failure in an app
 test is the app's fault, not the fake's.
@@ -66,6 +66,19 @@ def test_modelslab_instant_success(client):
         req = ml.requests[0]
         assert (req.method, req.route, req.json["key"]) == ("POST", "submit", KEY)
         assert req.headers["content-type"] == "application/json"
+
+
+def test_modelslab_instant_response_answers_processing_at_once(client):
+    """§1.4: instant_response makes even a job that is done at once answer 'processing'
+    (id, eta, future_links); the next fetch says success."""
+    with FakeModelsLab() as ml:
+        sub = client.post(ml.base_url + "/video/img2video", json={**ML_BODY, "instant_response": True}).json()
+        assert sub["status"] == "processing" and sub["output"] == []
+        assert isinstance(sub["id"], int) and sub["eta"] == 1 and sub["future_links"]
+        assert sub["meta"]["instant_response"] == "yes"
+        f = client.post(f"{ml.base_url}/video/fetch/{sub['id']}", json={"key": KEY}).json()
+        assert f["status"] == "success" and f["output"] == sub["future_links"]
+        assert looks_like_mp4(client.get(f["output"][0]).content)
 
 
 def test_modelslab_processing_then_fetch(client):

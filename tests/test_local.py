@@ -45,14 +45,14 @@ def test_same_seed_same_frames_other_seed_other_frames(tiny_model, photo):
     a = frames_of(service.generate(photo, "local", {**SMALL, "seed": 42}).video)
     b = frames_of(service.generate(photo, "local", {**SMALL, "seed": 42}).video)
     c = frames_of(service.generate(photo, "local", {**SMALL, "seed": 43}).video)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert any(not np.array_equal(x, z) for x, z in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert any(not np.array_equal(x, z) for x, z in zip(a, c, strict=True))
 
 
 def test_random_seed_is_reported_and_reproduces(tiny_model, photo):
     first = service.generate(photo, "local", {**SMALL, "seed": None})
     again = service.generate(photo, "local", {**SMALL, "seed": first.used["seed"]})
-    assert all(np.array_equal(x, y) for x, y in zip(frames_of(first.video), frames_of(again.video)))
+    assert all(np.array_equal(x, y) for x, y in zip(frames_of(first.video), frames_of(again.video), strict=True))
 
 
 def test_fit_mode_keeps_the_aspect_ratio_in_multiples_of_64(tiny_model, photo):
@@ -146,3 +146,18 @@ def test_the_pipeline_is_loaded_once_and_reused(tiny_model, photo):
     pipe = backend._pipe
     service.generate(photo, "local", SMALL)
     assert backend._pipe is pipe
+
+
+def test_what_the_machine_cannot_do_is_refused_before_waiting_for_the_gpu(tiny_model, photo):
+    """A memory_mode this CPU machine cannot honour is refused at once, even while another
+    job holds the GPU (if the check came after the wait, this would block)."""
+    from backends.base import Job
+    from studio import outputs
+
+    local = backends.get_backend("local")
+    with local.slots.hold(Job(workdir=outputs.job_dir("test"))):
+        assert local.slots.busy == 1
+        with pytest.raises(InvalidParameter) as info:
+            service.generate(photo, "local", {**SMALL, "memory_mode": "model_offload"})
+    assert "memory_mode must be 'auto' or 'full_gpu' on this machine" in str(info.value)
+    assert local.slots.busy == 0

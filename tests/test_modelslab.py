@@ -1,6 +1,6 @@
 """ModelsLab backend against the fake enterprise server (real HTTP on 127.0.0.1).
 
-Covers every answer shape and error row of api-contracts.md §1; outcomes are checked by
+Covers every answer shape and error row of docs/hosted-apis.md §1; outcomes are checked by
 decoding the downloaded video and by exact error texts.
 """
 
@@ -22,7 +22,7 @@ from backends.base import Job
 from backends.modelslab import ModelsLabBackend
 from studio.errors import Cancelled, GenerationFailed, InvalidParameter, MissingKey, ProviderError, TimedOut
 from studio.images import load_image
-from studio.request import GenerationRequest
+from studio.request import PARAMETERS, GenerationRequest
 from studio.video import probe
 from tests.fakes import FakeModelsLab, Reply, html_error, modelslab_error, modelslab_error_cases
 
@@ -80,10 +80,16 @@ class Recorder:
                        on_job_id=self.job_ids.append)
 
 
+def request(**params) -> GenerationRequest:
+    """A request from flat params: SVD's parameters as fields, ModelsLab's own under ``options``."""
+    return GenerationRequest(**{k: v for k, v in params.items() if k in PARAMETERS},
+                             options={k: v for k, v in params.items() if k not in PARAMETERS})
+
+
 def run(backend: ModelsLabBackend, image: Image.Image, tmp_path: Path, api_key: str | None = KEY, **params):
     params = {"width": 128, "height": 128, "num_frames": 4, **params}  # small frames keep PNG encoding quick
     rec = Recorder(tmp_path, api_key)
-    result = backend.generate(image, backend.resolve(GenerationRequest(**params)), rec.job)
+    result = backend.generate(image, backend.resolve(request(**params)), rec.job)
     return result, rec
 
 
@@ -98,8 +104,12 @@ def test_limits_defaults_and_teaching_errors(backend):
     r = backend.resolve(GenerationRequest())
     assert (r.width, r.height, r.num_frames, r.num_inference_steps, r.fps) == (512, 512, 16, 20, 8)
     assert (r.noise_aug_strength, r.min_guidance_scale, r.max_guidance_scale) == (0.5, 0.0, 8.0)
-    assert (r.output_format, r.enhance_prompt, r.latent_interpolation_method) == ("mp4", True, "lerp")
-    assert r.seed is not None and r.clip_skip is None
+    assert r.options == {"output_format": "mp4", "enhance_prompt": True, "latent_interpolation_method": "lerp",
+                         "temp": False, "instant_response": True}  # clip_skip, texts: empty by default
+    assert r.seed is not None
+    options = backend.options("svd")
+    assert set(options).isdisjoint(backend.limits("svd"))  # SVD's parameters and ModelsLab's own, apart
+    assert [n for n, o in options.items() if not o.shown] == ["instant_response"]  # for API callers only
     for params, text in [
         ({"fps": 24}, "fps must be 1-16 for ModelsLab, got 24"),
         ({"width": 576}, "width must be a multiple of 64 from 64 to 512 for ModelsLab, got 576"),
@@ -110,14 +120,16 @@ def test_limits_defaults_and_teaching_errors(backend):
         ({"webhook": "ftp://x"}, "webhook must be an http(s) URL or empty for ModelsLab, got 'ftp://x'"),
     ]:
         with pytest.raises(InvalidParameter) as err:
-            backend.resolve(GenerationRequest(**params))
+            backend.resolve(request(**params))
         assert str(err.value) == text
 
 
 # --- answer shapes --------------------------------------------------------------------
 
 
-def test_exact_payload_and_instant_success(backend, fake, image, tmp_path):
+def test_exact_payload_and_instant_response(backend, fake, image, tmp_path):
+    """The default submit asks for an instant answer (§1.4): 'processing' with the id at
+    once, then one fetch says success."""
     ml = fake()
     result, rec = run(
         backend, image, tmp_path, width=256, height=192, num_frames=4, num_inference_steps=12, fps=6,
@@ -132,7 +144,7 @@ def test_exact_payload_and_instant_success(backend, fake, image, tmp_path):
         "key": KEY, "model_id": "svd", "width": 256, "height": 192, "num_frames": 4, "num_inference_steps": 12,
         "fps": 6, "motion_bucket_id": 90, "noise_aug_strength": 0.1, "min_guidance_scale": 1.0,
         "max_guidance_scale": 3.5, "seed": 42, "output_type": "mp4", "enhance_prompt": "no",
-        "latent_interpolation_method": "slerp", "instant_response": False, "temp": True,
+        "latent_interpolation_method": "slerp", "instant_response": True, "temp": True,
         "negative_prompt": "blurry", "clip_skip": 2, "webhook": "https://example.com/hook", "track_id": "run-7",
     }
     assert wire == expected
@@ -146,10 +158,26 @@ def test_exact_payload_and_instant_success(backend, fake, image, tmp_path):
     assert result.sent == {**expected, "key": "***", "init_image": f"<base64 PNG, {len(b64)} bytes>"}
     assert KEY not in json.dumps(result.sent) + json.dumps(result.used)
     assert result.job_id == "4711" and rec.job_ids == ["4711"]
-    assert result.used["task_id"] == "4711" and result.used["seed"] == 42 and result.used["width"] == 256
+    # Result.used: only the backend's own facts (the size it framed, the seed meta echoed).
+    assert result.used == {"width": 256, "height": 192, "task_id": "4711", "seed": 42}
     assert frames(result.video) == 4 and result.video.suffix == ".mp4" and result.gif is None
     assert result.video.parent == tmp_path
+    assert len(ml.requests_for("fetch")) == 1
+    assert rec.progress[:2] == [(None, "Sending the photo to ModelsLab"),
+                                (None, "ModelsLab is generating the video (task 4711, about 1 s left)")]
+
+
+def test_held_open_submit_can_answer_success(backend, fake, image, tmp_path):
+    """instant_response=False (API callers only): the server holds the submit open and
+    answers 'success' with the video; nothing is fetched (§1.2, §1.4)."""
+    ml = fake()
+    result, rec = run(backend, image, tmp_path, seed=42, instant_response=False)
+    [submit] = ml.requests_for("submit")
+    assert submit.json["instant_response"] is False and result.sent["instant_response"] is False
     assert not ml.requests_for("fetch")
+    assert result.job_id == "4711" and rec.job_ids == ["4711"]
+    assert result.used == {"width": 128, "height": 128, "task_id": "4711", "seed": 42}
+    assert frames(result.video) == 4 and rec.progress[-1] == (1.0, "Done (ModelsLab task 4711)")
 
 
 def test_fit_mode_sizes_the_frame_to_the_photo(backend, fake, image, tmp_path):
@@ -167,7 +195,7 @@ def test_processing_then_fetch_until_success(backend, fake, image, tmp_path):
     seen_fetches_at_job_id: list[int] = []
     rec = Recorder(tmp_path)
     rec.job.on_job_id = lambda i: (rec.job_ids.append(i), seen_fetches_at_job_id.append(len(ml.requests_for("fetch"))))
-    result = backend.generate(image, backend.resolve(GenerationRequest(width=128, height=128, num_frames=4)), rec.job)
+    result = backend.generate(image, backend.resolve(request(width=128, height=128, num_frames=4)), rec.job)
     fetches = ml.requests_for("fetch")
     assert len(fetches) == 3
     assert {(f.method, f.path, json.dumps(f.json)) for f in fetches} == {
@@ -181,11 +209,11 @@ def test_processing_then_fetch_until_success(backend, fake, image, tmp_path):
 
 
 def test_instant_response_and_future_links_fallback(backend, fake, image, tmp_path):
-    """instant_response answers 'processing' at once; a thin fetch success without output
-    falls back to the submit's future_links, now that the job is done (§1.4, §3.6)."""
+    """instant_response (the default) answers 'processing' at once; a thin fetch success
+    without output falls back to the submit's future_links, now that the job is done (§1.4, §3.6)."""
     ml = fake(job_seconds=0.1)
     ml.script("fetch", Reply(delay=0.2, json={"status": "success", "id": 4711, "output": ""}))
-    result, _ = run(backend, image, tmp_path, instant_response=True)
+    result, _ = run(backend, image, tmp_path)
     assert ml.requests[0].json["instant_response"] is True
     [download] = ml.requests_for("download")
     assert download.path_only.startswith("/video_generations/")  # the future link
@@ -239,11 +267,12 @@ def test_legacy_messege_failure(backend, fake, image, tmp_path):
 
 
 def test_failure_in_the_submit_answer_keeps_the_id(backend, fake, image, tmp_path):
-    ml = fake()  # done at once, but failed: HTTP 200 + status "failed" with an id
+    ml = fake()  # held open, done, but failed: HTTP 200 + status "failed" with an id
     ml.fail_reason = "NSFW image"
     with pytest.raises(GenerationFailed) as err:
-        run(backend, image, tmp_path)
+        run(backend, image, tmp_path, instant_response=False)
     assert str(err.value) == "ModelsLab could not generate the video: NSFW image (task id 4711)"
+    assert not ml.requests_for("fetch")
 
 
 def test_unexpected_status_fails_loudly(backend, fake, image, tmp_path):
@@ -265,15 +294,15 @@ TERMINAL = {
     "model_not_found_400": (ProviderError, "ModelsLab rejected the request (HTTP 400): Model not found: svd-x"),
     "bad_image_url_400": (ProviderError,
                           "ModelsLab rejected the request (HTTP 400): Unable to fetch image from provided URL"),
-    "insufficient_credits_402": (ProviderError, "ModelsLab says the account has run out of credits "
-                                                "(Insufficient credits. Please top up.): top up your ModelsLab account."),
+    "insufficient_credits_402": (ProviderError, "ModelsLab says the account has run out of credits (Insufficient "
+                                                "credits. Please top up.): top up your ModelsLab account."),
     "not_on_plan_403": (ProviderError, "ModelsLab refused the request (This feature is not available on your plan): "
                                        "your plan may not include this feature (SVD needs an enterprise plan)."),
     "fetch_unknown_id_404": (ProviderError, "ModelsLab has no job with this task id (Video not found). (task id 4711)"),
     "generation_failed_200_failed": (GenerationFailed,
                                      "ModelsLab could not generate the video: Generation failed (task id 4711)"),
-    "generation_failed_200_error_messege": (GenerationFailed,
-                                            "ModelsLab could not generate the video: Something went wrong (task id 4711)"),
+    "generation_failed_200_error_messege": (GenerationFailed, "ModelsLab could not generate the video: Something "
+                                                              "went wrong (task id 4711)"),
 }
 
 
@@ -374,7 +403,7 @@ def test_cancel_while_polling_is_immediate(make, fake, image, tmp_path):
     rec.job.on_job_id = lambda i: threading.Timer(0.1, rec.job.cancel.set).start()
     start = time.monotonic()
     with pytest.raises(Cancelled) as err:
-        backend.generate(image, backend.resolve(GenerationRequest(width=128, height=128, num_frames=4)), rec.job)
+        backend.generate(image, backend.resolve(request(width=128, height=128, num_frames=4)), rec.job)
     assert time.monotonic() - start < 2
     assert err.value.job_id == "4711" and "resume it with its task id" in str(err.value)
 
@@ -420,7 +449,7 @@ def test_missing_key_fails_before_any_request(backend, fake, image, tmp_path):
     assert str(err.value) == "ModelsLab needs an API key: set MODELSLAB_API_KEY or paste a key into the API key field."
     assert ml.requests == []
     with pytest.raises(MissingKey):
-        backend.resume("4711", None, Recorder(tmp_path, None).job)
+        backend.resume("4711", Recorder(tmp_path, None).job)
 
 
 def test_key_echoed_by_the_provider_is_redacted(backend, fake, image, tmp_path):
@@ -438,9 +467,10 @@ def test_resume_by_task_id(backend, fake, tmp_path):
                      json={"key": KEY, "model_id": "svd", "init_image": "https://x/y.png", "output_type": "gif"}).json()
     assert sub["status"] == "processing"
     rec = Recorder(tmp_path)
-    result = backend.resume(f" {sub['id']} ", None, rec.job)
+    result = backend.resume(f" {sub['id']} ", rec.job)
     assert result.job_id == str(sub["id"]) and rec.job_ids == [str(sub["id"])]
-    assert result.used == {"task_id": str(sub["id"])} and result.sent == {"key": "***"}
+    # sent: the one shape both providers give a resumed job; used: no seed (fetch answers carry no meta)
+    assert result.used == {"task_id": str(sub["id"])} and result.sent == {"task_id": str(sub["id"])}
     assert frames(result.video) == 4 and result.gif is not None
     assert len(ml.requests_for("fetch")) == 2
 
@@ -448,7 +478,7 @@ def test_resume_by_task_id(backend, fake, tmp_path):
 def test_resume_unknown_or_empty_id(backend, fake, tmp_path):
     fake()
     with pytest.raises(ProviderError) as err:
-        backend.resume("999", None, Recorder(tmp_path).job)
+        backend.resume("999", Recorder(tmp_path).job)
     assert str(err.value) == "ModelsLab has no job with this task id (Video not found). (task id 999)"
     with pytest.raises(InvalidParameter):
-        backend.resume("  ", None, Recorder(tmp_path).job)
+        backend.resume("  ", Recorder(tmp_path).job)

@@ -1,6 +1,6 @@
 """Novita backend against the fake async server (real HTTP on 127.0.0.1).
 
-Covers every task state and error row of api-contracts.md §2; outcomes are checked by
+Covers every task state and error row of docs/hosted-apis.md §2; outcomes are checked by
 decoding the downloaded video and by exact error texts.
 """
 
@@ -22,7 +22,7 @@ from backends.base import Job
 from backends.novita import NovitaBackend
 from studio.errors import Cancelled, GenerationFailed, InvalidParameter, MissingKey, ProviderError, TimedOut
 from studio.images import load_image
-from studio.request import GenerationRequest
+from studio.request import PARAMETERS, GenerationRequest
 from studio.video import probe
 from tests.fakes import FakeNovita, Reply, html_error, novita_error, novita_error_cases
 
@@ -30,6 +30,7 @@ KEY = "test-key"
 FAST = dict(poll_interval=0.01, max_poll_interval=0.05, deadline=5.0, backoff=0.01, max_backoff=0.05, retries=3)
 BODY = {"model_name": "SVD-XT", "image_file": base64.b64encode(b"\x89PNG fake").decode(), "frames_num": 25,
         "frames_per_second": 6, "image_file_resize_mode": "CROP_TO_ASPECT_RATIO", "steps": 20, "seed": 42}
+BEARER = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture
@@ -79,9 +80,15 @@ class Recorder:
                        on_job_id=self.job_ids.append)
 
 
+def request(**params) -> GenerationRequest:
+    """A request from flat params: SVD's parameters as fields, Novita's own under ``options``."""
+    return GenerationRequest(**{k: v for k, v in params.items() if k in PARAMETERS},
+                             options={k: v for k, v in params.items() if k not in PARAMETERS})
+
+
 def run(backend: NovitaBackend, image: Image.Image, tmp_path: Path, api_key: str | None = KEY, **params):
     rec = Recorder(tmp_path, api_key)
-    return backend.generate(image, backend.resolve(GenerationRequest(**params)), rec.job), rec
+    return backend.generate(image, backend.resolve(request(**params)), rec.job), rec
 
 
 def frames(path: Path) -> int:
@@ -104,6 +111,8 @@ def test_limits_defaults_and_teaching_errors(backend):
     r = backend.resolve(GenerationRequest())
     assert (r.model, r.num_frames, r.fps, r.num_inference_steps, r.noise_aug_strength) == ("svd-xt", 25, 6, 25, 0.02)
     assert backend.resolve(GenerationRequest(model="svd")).num_frames == 14
+    assert r.options == {"enable_frame_interpolation": False, "output_format": "mp4"}  # webhook: empty
+    assert set(backend.options("svd-xt")).isdisjoint(backend.limits("svd-xt"))
     for params, text in [
         ({"num_frames": 16}, "num_frames must be exactly 25 for Novita AI, got 16"),
         ({"model": "svd", "num_frames": 25}, "num_frames must be exactly 14 for Novita AI, got 25"),
@@ -111,9 +120,11 @@ def test_limits_defaults_and_teaching_errors(backend):
         ({"num_inference_steps": 60}, "num_inference_steps must be 1-50 for Novita AI, got 60"),
         ({"width": 512}, "width must be left empty (this backend does not use it) for Novita AI, got 512"),
         ({"output_format": "base64"}, "output_format must be one of 'mp4', 'gif' for Novita AI, got 'base64'"),
+        ({"negative_prompt": "blurry"}, "negative_prompt must be left empty (this backend does not use it) "
+                                        "for Novita AI, got 'blurry'"),  # another provider's option
     ]:
         with pytest.raises(InvalidParameter) as err:
-            backend.resolve(GenerationRequest(**params))
+            backend.resolve(request(**params))
         assert str(err.value) == text
 
 
@@ -148,10 +159,7 @@ def test_exact_payload_states_and_progress(backend, fake, image, tmp_path):
     assert fractions == [0.33, 0.66, 1.0]  # progress_percent from PROCESSING, then done
     assert (0.33, f"Novita is generating the video 33% (task {task_id}, about 2 s left)") in rec.progress
     assert (None, f"Waiting in Novita's queue (task {task_id}, about 3 s left)") in rec.progress
-    assert result.used == {"model": "svd", "num_frames": 14, "resize_mode": "crop", "fps": 6,
-                           "motion_bucket_id": 100, "noise_aug_strength": 0.1, "num_inference_steps": 30,
-                           "seed": 42, "output_format": "mp4", "enable_frame_interpolation": True,
-                           "webhook": "https://example.com/hook", "task_id": task_id}
+    assert result.used == {"task_id": task_id, "seed": 42}  # only what Novita reported (extra.seed)
     assert frames(result.video) == 4 and result.video.suffix == ".mp4" and result.gif is None
     assert nv.downloaded_at[task_id] >= nv.ready_at[task_id]
 
@@ -186,7 +194,7 @@ def test_seed_reported_as_a_number_or_a_string(backend, fake, image, tmp_path):
     nv.script("poll", Reply(json={"task": {"task_id": task_id, "status": "TASK_STATUS_SUCCEED"},
                                   "videos": [{"video_url": nv.video_url(task_id), "video_url_ttl": 3600}],
                                   "extra": {"seed": 9}}))
-    resumed = backend.resume(task_id, None, Recorder(tmp_path).job)
+    resumed = backend.resume(task_id, Recorder(tmp_path).job)
     assert resumed.used == {"task_id": task_id, "seed": 9} and frames(resumed.video) == 4
 
 
@@ -399,16 +407,38 @@ def test_resume_by_task_id(backend, fake, tmp_path):
         task_id = c.post(nv.base_url + "/v3/async/img2video", json=BODY,
                          headers={"Authorization": f"Bearer {KEY}"}).json()["task_id"]
     rec = Recorder(tmp_path)
-    result = backend.resume(task_id, GenerationRequest(model="svd-xt"), rec.job)
+    result = backend.resume(task_id, rec.job)
     assert result.job_id == task_id and rec.job_ids == [task_id]
-    assert result.used == {"task_id": task_id, "seed": 42, "model": "svd-xt"}
+    assert result.used == {"task_id": task_id, "seed": 42} and result.sent == {"task_id": task_id}
     assert frames(result.video) == 4 and len(nv.requests_for("poll")) == 3
 
 
 def test_resume_unknown_task(backend, fake, tmp_path):
     nv = fake()
     with pytest.raises(ProviderError) as err:
-        backend.resume("no-such-task", None, Recorder(tmp_path).job)
+        backend.resume("no-such-task", Recorder(tmp_path).job)
     assert str(err.value) == ("Novita has no task with this id: task not found (TASK_NOT_FOUND). "
                               "(task id no-such-task)")
     assert len(nv.requests_for("poll")) == 1  # no grace for a pasted id
+
+
+@pytest.mark.parametrize("pasted, name", [
+    ("../../etc/x", "______etc_x"),
+    ("a/b", "a_b"),
+    ("/../../../x", "__________x"),  # joined as it came, this one would leave the job folder
+])
+def test_a_pasted_task_id_cannot_write_outside_the_job_folder(backend, fake, tmp_path, pasted, name):
+    """A pasted id is only ever a clean file-name part. The fake knows no such id, so it is
+    scripted to answer for it with a real finished task's video (a presigned link)."""
+    nv = fake(queued_polls=0, processing_polls=0)
+    with httpx.Client() as c:
+        real = c.post(nv.base_url + "/v3/async/img2video", json=BODY, headers=BEARER).json()["task_id"]
+        c.get(nv.base_url + "/v3/async/task-result", params={"task_id": real}, headers=BEARER)  # now done
+    nv.script("poll", Reply(json={"task": {"task_id": pasted, "status": "TASK_STATUS_SUCCEED"},
+                                  "videos": [{"video_url": nv.video_url(real), "video_url_ttl": "3600"}]}))
+    workdir = tmp_path / "jobs" / "one"
+    result = backend.resume(pasted, Recorder(workdir).job)
+    assert nv.requests_for("poll")[-1].query == {"task_id": pasted}  # asked about as given
+    assert result.job_id == pasted and result.video == workdir / f"novita-{name}.mp4"
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [result.video]
+    assert frames(result.video) == 4

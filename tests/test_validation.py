@@ -54,7 +54,8 @@ BAD_LOCAL = [
     ),
     (
         {"enable_frame_interpolation": True},
-        "enable_frame_interpolation must be left empty (this backend does not use it) for Local GPU (diffusers), got True",
+        "enable_frame_interpolation must be left empty (this backend does not use it) "
+        "for Local GPU (diffusers), got True",
     ),
     ({"colour": "red"}, "colour must be a known parameter name for Local GPU (diffusers), got 'red'"),
 ]
@@ -78,7 +79,8 @@ def test_unknown_model_lists_the_known_ones():
 def test_unknown_backend_lists_the_known_ones():
     with pytest.raises(InvalidParameter) as info:
         backends.get_backend("replicate")
-    assert str(info.value) == f"backend must be one of {', '.join(repr(n) for n in backends.names())} for this studio, got 'replicate'"
+    known = ", ".join(repr(n) for n in backends.names())
+    assert str(info.value) == f"backend must be one of {known} for this studio, got 'replicate'"
 
 
 def test_defaults_follow_the_model():
@@ -103,4 +105,5 @@ def test_random_seed_is_chosen_and_reported():
 
 
 def test_empty_strings_mean_not_set():
-    assert check("local", {"model": "svd", "seed": "", "negative_prompt": ""}).negative_prompt is None
+    resolved = check("local", {"model": "svd", "seed": "", "negative_prompt": ""})
+    assert isinstance(resolved.seed, int) and resolved.options == {}

@@ -2,7 +2,7 @@
 
 Test infrastructure only: nothing here imports app code. See ``_server.FakeServer``
 for the shared request log and fault switches, and each provider module for its
-wire quirks (taken from /work/shared/api-contracts.md).
+wire quirks (taken from docs/hosted-apis.md).
 """
 
 from ._server import ErrorCase, FakeServer, RecordedRequest, Reply, html_error, s3_error

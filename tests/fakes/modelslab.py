@@ -1,4 +1,4 @@
-"""Fake ModelsLab enterprise img2video server (contract: /work/shared/api-contracts.md §1).
+"""Fake ModelsLab enterprise img2video server (contract: docs/hosted-apis.md §1).
 
 Routes (names used by ``script()``):
 

@@ -1,4 +1,4 @@
-"""Fake Novita AI async img2video server (contract: /work/shared/api-contracts.md §2).
+"""Fake Novita AI async img2video server (contract: docs/hosted-apis.md §2).
 
 Routes (names used by ``script()``):
 
