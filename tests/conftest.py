@@ -24,13 +24,16 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SVD pipeline saved to disk and named by LOCAL_SVD_MODEL for the whole run."""
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny SVD pipeline saved to disk and named by LOCAL_SVD_MODEL for the whole run
+    (the variable is put back as it was afterwards)."""
     from tests.tiny_svd import build_tiny_pipeline
 
     folder = build_tiny_pipeline(tmp_path_factory.mktemp("tiny-svd") / "model")
-    os.environ["LOCAL_SVD_MODEL"] = str(folder)
-    return folder
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LOCAL_SVD_MODEL", str(folder))
+    yield folder
+    mp.undo()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import sys
 import pytest
 from gradio_client import Client, handle_file
 
+import backends
 from studio import video
 from studio.request import PARAMETERS
 from tests.conftest import EXAMPLES, ROOT, launched_studio
@@ -22,7 +23,9 @@ def client(tiny_model):
 def test_generate_endpoint_names_every_request_field(client):
     info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]
     names = [p["parameter_name"] for p in info["parameters"]]
-    assert names == ["image", "backend", *PARAMETERS, "api_key"]
+    assert names == ["image", "backend", *PARAMETERS, *backends.all_options(), "api_key"]
+    # Every provider's own options are accepted by name, the API-only one included.
+    assert {"negative_prompt", "enable_frame_interpolation", "instant_response", "webhook"} <= set(names)
     assert all(p["parameter_default"] is None for p in info["parameters"][2:])
 
 

@@ -143,7 +143,7 @@ def test_switching_backends_reshapes_the_controls(page: Page):
     expect(page.locator("#param-width input[type=range]")).to_have_attribute("max", "512")
     expect(number_box(page, "width")).to_have_attribute("max", "512")
     expect(page.locator("#param-width [data-testid=max-value]")).to_have_text("512")
-    open_group(page, "Hosted options")
+    open_group(page, "Service options")
     expect(page.locator("#param-negative_prompt")).to_be_visible()
     assert not toast_texts(page, "warning"), "MODELSLAB_API_KEY is set: no key warning expected"
 
@@ -218,8 +218,8 @@ def test_novita_end_to_end_with_a_typed_key(page: Page, servers):
     used = json_text(page, "used")
     assert '"backend":"novita"' in used and '"num_frames":25' in used and '"fps":6' in used
     assert KEY not in used
-    if page.locator("#sent").is_visible():
-        assert KEY not in json_text(page, "sent")
+    expect(page.locator("#sent")).to_be_visible()
+    assert KEY not in json_text(page, "sent")
     assert KEY not in page.content()
     assert not toast_texts(page, "error")
 
@@ -271,4 +271,25 @@ def test_cancel_stops_the_run_and_the_next_one_works(page: Page):
     assert status_text.startswith("Done"), status_text
     assert_video_plays(page)
     assert history_count(page) == 1
+    assert not toast_texts(page, "error")
+
+
+def test_a_typed_key_survives_a_change_of_model_and_preset(page: Page, servers):
+    _, nv = servers
+    select(page, "backend", NOVITA)
+    key_box = page.locator("#api-key input")
+    key_box.fill(KEY)
+    set_number(page, "motion_bucket_id", 99)
+    select(page, "model", "SVD (14 frames)")
+    expect(number_box(page, "num_frames")).to_have_value("14")
+    select(page, "preset", "Dynamic")  # sets motion and noise, not the key
+    expect(key_box).to_have_value(KEY)
+    upload(page, EXAMPLES / "rocket.jpg")
+    expect(page.locator("#image img")).to_be_visible()
+
+    status = generate(page)
+    assert "task id" in status
+    submit = [r for r in nv.requests if r.route == "submit"][-1]
+    assert submit.headers["authorization"] == f"Bearer {KEY}"
+    assert submit.json["model_name"] == "SVD" and submit.json["frames_num"] == 14
     assert not toast_texts(page, "error")

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
+import backends
 from studio import outputs
 from studio.request import PARAMETERS
 from tests.conftest import EXAMPLES, launched_studio
@@ -53,7 +54,8 @@ def test_canary_key_appears_nowhere(studio, servers, caplog, capfd):
         said.append(json.dumps(used))
     # A provider that echoes the key back in its error, with and without JSON.
     ml.script("submit", Reply(status=401, json={"status": "error", "message": f"Invalid API key: {CANARY}"}))
-    nv.script("submit", Reply(status=403, json={"code": 403, "reason": "INVALID_API_KEY", "message": f"bad key {CANARY}"}))
+    nv.script("submit", Reply(status=403, json={"code": 403, "reason": "INVALID_API_KEY",
+                                                "message": f"bad key {CANARY}"}))
     nv.script("poll", Reply(status=500, body=f"<html>upstream saw Bearer {CANARY}</html>", content_type="text/html"))
     for backend in ("modelslab", "novita"):
         with pytest.raises(Exception) as info:
@@ -72,7 +74,8 @@ def test_canary_key_appears_nowhere(studio, servers, caplog, capfd):
     said.append(str(info.value))
     assert any("Invalid API key" in s or "API key" in s for s in said)
     # The page, its config and API description, the logs, every error, every output file.
-    said += [httpx.get(url).text, httpx.get(f"{url}config").text, json.dumps(client.view_api(return_format="dict", print_info=False))]
+    said += [httpx.get(url).text, httpx.get(f"{url}config").text,
+             json.dumps(client.view_api(return_format="dict", print_info=False))]
     for file in outputs.run_dir().rglob("*"):
         if file.is_file():
             said.append(file.read_bytes().decode("latin-1"))
@@ -122,7 +125,8 @@ def test_only_outputs_are_served(studio, path):
 
 def test_a_server_path_smuggled_into_the_api_is_refused(studio):
     url, _ = studio
-    data = [{"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}, "local"] + [None] * (len(PARAMETERS) + 1)
+    fields = len(PARAMETERS) + len(backends.all_options()) + 1  # request fields, options, api_key
+    data = [{"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}, "local"] + [None] * fields
     event = httpx.post(f"{url}gradio_api/call/generate", json={"data": data}).json()["event_id"]
     answer = httpx.get(f"{url}gradio_api/call/generate/{event}", timeout=60).text
     assert "event: error" in answer and "not uploaded by a user" in answer

@@ -1,0 +1,164 @@
+"""The page's handlers and the job runner, called as plain functions: no browser, no server.
+
+A ``Studio`` is built inside a ``gr.Blocks`` (never launched); handlers get dicts keyed
+by component, as Gradio hands them over, and return updates keyed by component.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from backends.base import Result
+from studio.errors import Cancelled
+from ui import page
+from ui.jobs import Runner
+from ui.panels import parameters, run
+from ui.studio import Studio
+
+
+@pytest.fixture(scope="module")
+def studio() -> Studio:
+    with gr.Blocks():
+        return page.build_studio()
+
+
+def page_values(s: Studio, backend: str, **overrides) -> dict:
+    """What the page holds after it loaded ``backend``, with ``overrides`` typed in."""
+    loaded = s.reshape(backend, None, None)
+    data = {s.input.backend: backend, s.input.model: loaded[s.input.model]["value"],
+            s.params.preset: parameters.NO_PRESET}
+    data |= {control: loaded[control].get("value") for control in s.params.controls.values()}
+    for name, value in overrides.items():
+        data[s.params.controls[name]] = value
+    return data
+
+
+def test_changing_the_model_keeps_the_key_and_every_valid_value(studio):
+    s = studio
+    data = page_values(s, "local", motion_bucket_id=40, width=512, seed=7)
+    data[s.input.model] = "svd"
+    updates = page.on_model(s, data)
+    assert s.input.api_key not in updates  # the typed key is never touched
+    values = {name: updates[c].get("value") for name, c in s.params.controls.items()}
+    assert (values["motion_bucket_id"], values["width"], values["seed"]) == (40, 512, 7)
+    assert values["num_frames"] == 14  # frames follow the model
+
+
+def test_a_preset_keeps_the_key_and_what_it_does_not_set(studio):
+    s = studio
+    data = page_values(s, "local", width=128, num_inference_steps=3)
+    data[s.params.preset] = "Subtle motion"
+    updates = parameters.on_preset(s, data)
+    assert s.input.api_key not in updates
+    values = {name: updates[c].get("value") for name, c in s.params.controls.items()}
+    assert values["motion_bucket_id"] == 40 and values["width"] == 128 and values["num_inference_steps"] == 3
+
+
+def test_a_new_backend_clears_the_key_and_shows_its_own_options(studio):
+    s = studio
+    updates = page.on_backend(s, "modelslab")
+    assert updates[s.input.api_key]["value"] == "" and updates[s.input.api_key]["visible"] is True
+    shown = {name for name, c in s.params.controls.items() if updates[c]["visible"]}
+    assert {"negative_prompt", "output_format"} <= shown
+    assert "instant_response" not in s.params.controls  # a transport detail: never on the page
+    assert "memory_mode" not in shown and "enable_frame_interpolation" not in shown
+    assert updates[s.params.controls["width"]]["maximum"] == 512
+
+
+async def _collect(agen) -> list:
+    return [item async for item in agen]
+
+
+def slow_task(started: threading.Event, stopped: threading.Event, job_id: str | None = "task-42"):
+    def task(cancel, on_progress, on_job_id):
+        if job_id:
+            on_job_id(job_id)
+        started.set()
+        while not cancel.wait(0.02):
+            on_progress(None, "working")
+        stopped.set()
+        raise Cancelled("stopped")
+    return task
+
+
+def test_a_closed_page_stops_its_job_and_logs_the_task_id_not_an_error(caplog):
+    caplog.set_level(logging.INFO, logger="svd_studio")
+    runner, started, stopped = Runner(), threading.Event(), threading.Event()
+
+    async def close_after_first_lines() -> None:
+        agen = runner.run(slow_task(started, stopped), "session-a")
+        assert (await agen.__anext__()).startswith("Submitted. Provider task id: `task-42`")
+        await agen.__anext__()
+        await agen.aclose()  # what Gradio does when the page is gone
+
+    asyncio.run(close_after_first_lines())
+    assert stopped.wait(5), "the worker kept running for nobody"
+    assert runner.running("session-a") == 0 and "session-a" not in runner._jobs
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (logging.INFO, "A job was left by its page or client and told to stop; resume it with task id "
+                          "task-42.") in messages
+    assert not [m for level, m in messages if level >= logging.WARNING]
+
+
+def test_a_client_that_goes_away_stops_its_job():
+    runner, started, stopped = Runner(), threading.Event(), threading.Event()
+    here = {"alive": True}
+
+    async def main() -> list:
+        agen = runner.run(slow_task(started, stopped, job_id=None), "api-b", alive=lambda: here["alive"])
+        seen = []
+        async for item in agen:
+            seen.append(item)
+            here["alive"] = False  # the client disconnects; the runner notices on its next tick
+        return seen
+
+    seen = asyncio.run(main())
+    assert stopped.wait(5) and seen and not any(isinstance(i, Result) for i in seen)
+
+
+def test_cancel_reaches_only_that_sessions_jobs():
+    runner = Runner()
+    flags = {name: (threading.Event(), threading.Event()) for name in ("mine", "other")}
+
+    async def main() -> None:
+        gens = {name: runner.run(slow_task(*flags[name]), name) for name in flags}
+        for agen in gens.values():
+            await agen.__anext__()
+        assert runner.cancel_session("mine") == 1
+        with pytest.raises(Cancelled):
+            await _collect(gens["mine"])
+        assert not flags["other"][1].is_set()
+        runner.cancel_session("other")
+        with pytest.raises(Cancelled):
+            await _collect(gens["other"])
+
+    asyncio.run(main())
+    assert runner._jobs == {}
+
+
+def test_the_page_and_the_api_report_the_same_fields(studio, tiny_model, photo):
+    """One job through the page's handler, one through the API's path: same account."""
+    from studio import service
+
+    s = studio
+    data = page_values(s, "local", width=128, height=64, num_frames=4, num_inference_steps=2, seed=5)
+    data |= {s.input.image: str(photo), s.input.api_key: "", s.params.randomize: False, s.history.entries: []}
+    request = SimpleNamespace(session_hash="page-session")
+
+    async def main() -> list[dict]:
+        return await _collect(run.on_generate(s, data, request, progress=lambda *a, **k: None))
+
+    updates = asyncio.run(main())
+    shown = next(u[s.output.used] for u in updates if s.output.used in u)
+    params = {"width": 128, "height": 64, "num_frames": 4, "num_inference_steps": 2, "seed": 5}
+    api = service.generate(photo, "local", params).used
+    assert set(shown) == set(api)
+    assert {k: v for k, v in shown.items() if k != "elapsed_seconds"} == \
+        {k: v for k, v in api.items() if k != "elapsed_seconds"}
+    assert any(s.history.gallery in u for u in updates)

@@ -1,0 +1,168 @@
+"""The job runner: one worker thread per job, watched from the page's event loop.
+
+A job is ``task(cancel=, on_progress=, on_job_id=)`` returning a ``Result`` (see
+``studio.service``). ``Runner.run`` starts it and yields status lines while it runs, then
+its ``Result``. The worker stops at its next step or poll when:
+
+- the person presses Cancel (``cancel_session``);
+- the page is closed (Gradio runs the page's unload event, which cancels the session's
+  jobs, and closes the handler's generator, which lands in ``run``'s ``finally``);
+- an API client disconnects (``alive`` turns false; checked every ``TICK`` seconds).
+
+A job left that way is logged at INFO with its task id, so a hosted job can be resumed;
+it is not an error. Waiting here costs no thread of Gradio's pool: the handlers are
+async, and only the worker thread blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from backends.base import Result
+
+log = logging.getLogger("svd_studio")
+TICK = 0.5  # seconds between two checks that an API client is still there
+Task = Callable[..., Result]
+
+
+@dataclass(eq=False)
+class _Running:
+    cancel: threading.Event = field(default_factory=threading.Event)
+    job_id: str | None = None
+    left: bool = False  # nobody waits for it any more; logged once
+
+
+class Runner:
+    """The jobs running now, by browser session, so Cancel and a closed page find them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, set[_Running]] = {}
+
+    def running(self, session: str) -> int:
+        with self._lock:
+            return len(self._jobs.get(session, ()))
+
+    def cancel_session(self, session: str) -> int:
+        """Ask every job of ``session`` to stop (Cancel); returns how many there were."""
+        with self._lock:
+            jobs = list(self._jobs.get(session, ()))
+        for job in jobs:
+            job.cancel.set()
+        return len(jobs)
+
+    def leave_session(self, session: str) -> None:
+        """The page of ``session`` was closed: stop its jobs, and say so without alarm."""
+        with self._lock:
+            jobs = list(self._jobs.get(session, ()))
+        for job in jobs:
+            _leave(job)
+
+    def _add(self, session: str, job: _Running) -> None:
+        with self._lock:
+            self._jobs.setdefault(session, set()).add(job)
+
+    def _discard(self, session: str, job: _Running) -> None:
+        with self._lock:
+            jobs = self._jobs.get(session)
+            if jobs is not None:
+                jobs.discard(job)
+                if not jobs:  # no empty set per visitor kept for the life of the process
+                    del self._jobs[session]
+
+    async def run(self, task: Task, session: str, *, alive: Callable[[], bool] = lambda: True,
+                  on_progress: Callable[[float | None, str], None] | None = None) -> AsyncIterator[str | Result]:
+        """Run ``task`` in a worker; yield status lines, then its Result (or raise its error).
+
+        Ends without a Result when nobody is waiting any more (``alive`` false or the
+        generator closed): the worker is told to stop and the task id is logged.
+        """
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
+
+        def post(kind: str, a: Any = None, b: Any = None) -> None:
+            try:
+                loop.call_soon_threadsafe(inbox.put_nowait, (kind, a, b))
+            except RuntimeError:  # the loop is gone (server shutting down): nobody to tell
+                pass
+
+        running = _Running()
+        cancel = running.cancel
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = task(cancel=cancel, on_progress=lambda f, text: post("progress", f, text),
+                                         on_job_id=lambda job_id: post("job", job_id))
+            except Exception as exc:  # handed to the page's loop and translated there
+                outcome["error"] = exc
+            finally:
+                post("done")
+
+        self._add(session, running)
+        threading.Thread(target=work, daemon=True, name=f"job-{session[:8]}").start()
+        finished = False
+        checked = loop.time()
+        try:
+            while True:
+                try:
+                    kind, a, b = await asyncio.wait_for(inbox.get(), TICK)
+                except asyncio.TimeoutError:
+                    kind = "tick"
+                if kind != "done" and loop.time() - checked >= TICK:  # busy jobs are checked too
+                    checked = loop.time()
+                    if not alive():
+                        return
+                if kind == "tick":
+                    continue
+                if kind == "done":
+                    finished = True
+                    break
+                if kind == "job":
+                    running.job_id = a
+                    yield f"Submitted. Provider task id: `{a}` (keep it to resume if you close the page)."
+                    continue
+                if on_progress is not None:
+                    on_progress(a, b)
+                job_id = running.job_id
+                yield b + (f" · task id `{job_id}`" if job_id and job_id not in b else "")
+        finally:
+            self._discard(session, running)
+            if not finished:
+                _leave(running)
+        if "error" in outcome:
+            raise outcome["error"]
+        yield outcome["result"]
+
+
+def _leave(job: _Running) -> None:
+    job.cancel.set()
+    if not job.left:
+        job.left = True
+        log.info("A job was left by its page or client and told to stop%s.",
+                 f"; resume it with task id {job.job_id}" if job.job_id else "")
+
+
+def client_alive(request: Any) -> Callable[[], bool]:
+    """Whether the API client behind ``request`` is still connected.
+
+    Gradio marks a session's queued jobs not ``alive`` as soon as its event stream
+    closes, but it does not stop a plain function that is already running; this reads
+    that mark. (It reads the queue's state, so it is kept to this one function.)
+    """
+    session = getattr(request, "session_hash", None)
+    try:
+        queue = request.request.app.get_blocks()._queue
+    except AttributeError:
+        return lambda: True
+
+    def alive() -> bool:
+        jobs = [job for group in queue.active_jobs if group for job in group if job.session_hash == session]
+        return not jobs or any(job.alive for job in jobs)
+
+    return alive

@@ -1,0 +1,108 @@
+"""The run panel: Generate and Cancel, and the handlers that drive one job on the page.
+
+A job's progress, result or error becomes page updates here; the work itself runs in
+``ui.jobs.Runner``, and errors become ``gr.Error`` in ``ui.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from backends.base import Result
+from studio import secrets, service
+from studio.errors import Cancelled, StudioError
+from ui import controls
+from ui.errors import need, page_errors
+from ui.jobs import Task
+from ui.panels.history import entry
+
+if TYPE_CHECKING:
+    from ui.studio import Studio
+
+log = logging.getLogger("svd_studio")
+
+
+def build() -> tuple[gr.Button, gr.Button]:
+    with gr.Row():
+        go = gr.Button("Generate", variant="primary", elem_id="generate")
+        stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    return go, stop
+
+
+async def on_generate(s: Studio, data: dict, request: gr.Request,
+                      progress: gr.Progress = gr.Progress()) -> AsyncIterator[dict]:  # noqa: B008 - Gradio's way
+    need(data[s.input.image], "Please add a photo first: drop an image on the left or pick an example.")
+    params = controls.collect(s.params.values(data), data[s.input.backend], data[s.input.model],
+                              data[s.params.randomize])
+    task = functools.partial(service.generate, data[s.input.image], data[s.input.backend], params,
+                             api_key=data[s.input.api_key] or None)
+    async for update in drive(s, data, task, request.session_hash, progress):
+        yield update
+
+
+async def on_resume(s: Studio, data: dict, request: gr.Request,
+                    progress: gr.Progress = gr.Progress()) -> AsyncIterator[dict]:  # noqa: B008 - Gradio's way
+    need((data[s.resume.task_id] or "").strip(),
+         "Paste a task id first: the id the page showed while the job was running.")
+    task = functools.partial(service.resume, data[s.resume.task_id], data[s.input.backend],
+                             api_key=data[s.input.api_key] or None)
+    async for update in drive(s, data, task, request.session_hash, progress):
+        yield update
+
+
+def on_cancel(s: Studio, request: gr.Request) -> str:
+    stopped = s.runner.cancel_session(request.session_hash)
+    return "Cancelling… the job stops at the next step." if stopped else "Nothing is running."
+
+
+def on_unload(s: Studio, request: gr.Request) -> None:
+    """The page was closed: its jobs stop at their next step or poll."""
+    s.runner.leave_session(request.session_hash)
+
+
+async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any) -> AsyncIterator[dict]:
+    """Run one job and turn its progress, result or error into page updates."""
+    status = s.output.status
+    result: Result | None = None
+    with page_errors():
+        try:
+            async for item in s.runner.run(task, session, on_progress=lambda f, text: progress(f, desc=text)):
+                if isinstance(item, Result):
+                    result = item
+                else:
+                    yield {status: item}
+        except Cancelled as exc:
+            yield {status: f"**Stopped.** {exc}"}
+            return
+    if result is None:  # nobody is watching any more
+        return
+    item = entry(result)
+    seed = result.used.get("seed")
+    past = data[s.history.entries]
+    yield {
+        **s.output.show(item),
+        **s.history.add(past, item),
+        s.params.controls["seed"]: seed if seed is not None else data[s.params.controls["seed"]],
+        status: f"Done in {result.used['elapsed_seconds']} s · seed {seed if seed is not None else '-'}"
+        + (f" · task id `{result.job_id}`" if result.job_id else ""),
+    }
+    if item["gif"] is None:
+        # The GIF comes after the video is on screen: it takes several times longer to
+        # encode than the MP4, and API callers never need it.
+        try:
+            gif = await asyncio.to_thread(service.make_gif, result)
+        except StudioError as exc:
+            log.warning("No GIF for %s: %s", result.video, secrets.redact(str(exc)))
+            return
+        item = {**item, "gif": str(gif)}
+        yield {s.output.gif: gr.update(value=item["gif"], visible=True), s.history.entries: [*past, item]}
+
+
+def job_outputs(s: Studio) -> list[gr.Component]:
+    return [*s.output.components(), s.params.controls["seed"], s.history.entries, s.history.gallery]
