@@ -323,7 +323,7 @@ def run_config(cfg: Config, parts: dict[str, Any], state: dict[str, Any], size: 
             pipe.remove_all_hooks()
         if cfg.compile:
             torch._dynamo.reset()
-        del pipe
+        pipe = None  # drop the last reference before measuring the next row
         reset_memory(device)
     return row
 

@@ -149,7 +149,7 @@ def main() -> None:
     print(f"\ngeneration overhead: **{over_cpu:+.1f} % CPU time** (target < 5 %: "
           f"{'met' if over_cpu < 5 else 'NOT met'}), {over_wall:+.1f} % wall time")
     print("per run, CPU s (bare / ours generation): "
-          + ", ".join(f"{b[1]:.2f}/{o['gen'][1]:.2f}" for b, o in zip(bare_t, ours_t)))
+          + ", ".join(f"{b[1]:.2f}/{o['gen'][1]:.2f}" for b, o in zip(bare_t, ours_t, strict=True)))
     print(f"machine: {load_before} before, {load_note()} after")
 
 

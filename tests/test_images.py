@@ -54,7 +54,8 @@ def test_animated_gif_uses_the_first_frame(tmp_path):
     "content, message",
     [
         (b"", "The uploaded file is empty. Please choose a photo (PNG, JPEG or WebP)."),
-        (b"hello, this is text", "The uploaded file is not an image this studio can read. Please use PNG, JPEG or WebP."),
+        (b"hello, this is text",
+         "The uploaded file is not an image this studio can read. Please use PNG, JPEG or WebP."),
     ],
 )
 def test_unusable_files_get_one_sentence(tmp_path, content, message):
@@ -100,7 +101,8 @@ def test_tiny_image_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "size, box, expected",
-    [((451, 300), (1024, 576), (832, 576)), ((300, 451), (1024, 576), (320, 576)), ((5000, 100), (1024, 576), (1024, 64))],
+    [((451, 300), (1024, 576), (832, 576)), ((300, 451), (1024, 576), (320, 576)),
+     ((5000, 100), (1024, 576), (1024, 64))],
 )
 def test_fit_size_keeps_aspect_in_multiples_of_64(size, box, expected):
     assert images.fit_size(size, box) == expected
