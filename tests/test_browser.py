@@ -16,7 +16,7 @@ pytest.importorskip("playwright")
 if not Path("/usr/bin/chromium").exists():  # pragma: no cover - depends on the machine
     pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 from studio import video  # noqa: E402
 from tests.browser_helpers import (  # noqa: E402
@@ -28,10 +28,6 @@ from tests.fakes import FakeModelsLab, FakeNovita  # noqa: E402
 
 KEY = "sk-browser-canary-5e1d9b"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 LOCAL, MODELSLAB, NOVITA = "Local GPU (diffusers)", "ModelsLab", "Novita AI"
 
 
@@ -54,16 +50,6 @@ def app_url(servers, tiny_model):
            "MODELSLAB_API_KEY": KEY, "NOVITA_API_KEY": None}
     with launched_studio(env) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

@@ -102,23 +102,6 @@ def test_a_hosted_job_is_not_held_up_by_local_jobs_waiting_for_the_gpu(app_url, 
         job.result(timeout=600)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    pytest.importorskip("playwright")
-    if not Path("/usr/bin/chromium").exists():  # pragma: no cover - depends on the machine
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_browser import CHROMIUM_ARGS
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def open_studio(browser, url: str):
     from playwright.sync_api import expect
 

@@ -64,7 +64,7 @@ def make_control(spec: Spec) -> gr.Component:
     return gr.Textbox(max_lines=1, **common)
 
 
-def control_update(spec: Spec, limit: Limit | None, value: Any, backend_label: str, description: str) -> dict:
+def control_update(limit: Limit | None, value: Any, backend_label: str, description: str) -> dict:
     """How one control looks under one backend: hidden if unsupported, else ranged."""
     if limit is None:
         return gr.update(visible=False, value=None)
@@ -124,7 +124,7 @@ def layout(backend_name: str, model: str | None, current: dict[str, Any] | None,
             if name == "seed" and value is None:
                 value = old
         description = options[name].description if name in options else spec.description
-        updates[name] = control_update(spec, limit, value, backend.label, description)
+        updates[name] = control_update(limit, value, backend.label, description)
     return model, updates
 
 
