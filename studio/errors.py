@@ -72,3 +72,7 @@ class Cancelled(BackendError):
 
 class OutOfMemory(BackendError):
     pass
+
+
+class NotARecipe(StudioError, ValueError):
+    """A dropped file carries no settings the studio can restore (names the file, never its folder)."""
