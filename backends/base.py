@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar, Iterator, Union
 
 from PIL import Image
 
+from studio import images
 from studio.errors import Cancelled, InvalidParameter
 from studio.request import PARAMETERS, GenerationRequest
 
@@ -127,6 +128,9 @@ class Job:
     api_key: str | None = None
     # Called with the provider's job id as soon as it exists, so the page can show it.
     on_job_id: Callable[[str], None] = lambda job_id: None
+    # Called with an image file (in ``workdir``) that roughly shows the frames so far:
+    # the local backend's live preview while it denoises.
+    on_preview: Callable[[Path], None] = lambda path: None
 
     def check_cancelled(self, job_id: str | None = None) -> None:
         if self.cancel.is_set():
@@ -147,6 +151,41 @@ class Result:
     sent: dict[str, Any] | None = None  # the wire payload, key redacted (hosted backends)
     job_id: str | None = None
     gif: Path | None = None
+    photo: Path | None = None  # a copy of the photo it was made from, so it can be made again
+
+
+@dataclass(frozen=True)
+class Framed:
+    """The picture a video starts from, at the size the backend works at.
+
+    ``note`` is empty when ``image`` is exactly what the backend sends; where the provider
+    frames the photo on its side, ``image`` is the studio's copy of that framing and
+    ``note`` says so in one sentence, so the page never passes a guess off as a fact.
+    """
+
+    image: Image.Image
+    width: int
+    height: int
+    note: str = ""
+
+
+# Standard frame sizes, largest first: SVD's native 1024x576 and its portrait twin, then
+# smaller ones for capped backends. ``Backend.sizes`` keeps those a backend accepts, so the
+# sizes that are not multiples of 64 only show for backends that take any size.
+STANDARD_SIZES: tuple[tuple[str, int, int], ...] = (
+    ("landscape 16:9", 1024, 576),
+    ("portrait 9:16", 576, 1024),
+    ("square", 768, 768),
+    ("landscape 16:9", 768, 432),
+    ("portrait 9:16", 432, 768),
+    ("square", 512, 512),
+    ("landscape 16:10", 512, 320),
+    ("portrait 10:16", 320, 512),
+    ("landscape 16:9", 512, 288),
+    ("portrait 9:16", 288, 512),
+    ("landscape 7:4", 448, 256),
+    ("portrait 4:7", 256, 448),
+)
 
 
 class Slots:
@@ -236,6 +275,32 @@ class Backend:
     def parameters(self, model: str) -> dict[str, Limit]:
         """Every value this backend takes for ``model``: SVD's parameters and its options."""
         return self.limits(model) | {name: option.limit for name, option in self.options(model).items()}
+
+    def sizes(self, model: str) -> list[tuple[str, int, int]]:
+        """(label, width, height) of the standard sizes this backend accepts for ``model``,
+        checked against its declared width and height; none when it declares no size."""
+        limits = self.limits(model)
+        width, height = limits.get("width"), limits.get("height")
+        if not isinstance(width, Range) or not isinstance(height, Range):
+            return []
+        return [(label, w, h) for label, w, h in STANDARD_SIZES if width.ok(w) and height.ok(h)]
+
+    def frame(self, image: Image.Image, request: GenerationRequest) -> Framed:
+        """The picture this backend starts the video from, for a request already passed
+        through ``resolve``: the page previews it and ``generate`` sends it, so the two
+        cannot drift apart. 'crop' fills width x height and trims the centre; 'fit' keeps
+        the photo's aspect ratio inside width x height, in multiples of 64.
+
+        A backend that declares no width and height frames in its own way and says how by
+        overriding this.
+        """
+        if request.width is None or request.height is None:
+            raise NotImplementedError(f"{self.label} declares no width and height, so it must say how it frames")
+        size = (request.width, request.height)
+        mode = request.resize_mode or "crop"
+        if mode == "fit":
+            size = images.fit_size(image.size, size)
+        return Framed(images.frame(image, size, mode), *size)
 
     def preflight(self, request: GenerationRequest) -> None:
         """Checks that need the machine (is there a CUDA GPU?), run before the job waits

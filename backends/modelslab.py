@@ -20,7 +20,6 @@ from backends import http
 from backends.base import Choice, Flag, Limit, Option, Range, Text
 from backends.hosted import HostedBackend, Problem, Submitted, Wire
 from backends.polling import PollState, Timing, unexpected
-from studio import images
 from studio.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -88,10 +87,9 @@ class ModelsLabBackend(HostedBackend):
     def payload(self, image: Image.Image, request: GenerationRequest) -> Wire:
         """Our request under ModelsLab's names, without the key. The one translation."""
         r, o = request, request.options  # resolved: every parameter and option with a default is set
-        width, height, mode = r.width or 512, r.height or 512, r.resize_mode or "crop"
-        if mode == "fit":
-            width, height = images.fit_size(image.size, (width, height))
-        b64, fmt = http.image_base64(images.frame(image, (width, height), mode))
+        shot = self.frame(image, r)  # we frame the photo ourselves (§1.1): the page previews this picture
+        width, height = shot.width, shot.height
+        b64, fmt = http.image_base64(shot.image)
         body: dict[str, Any] = {
             "model_id": "svd",  # §1.1: the only allowed value
             # §1.1 accepts "URL or base64"; a data URI says which kind of image it is.

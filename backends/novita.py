@@ -15,7 +15,7 @@ import httpx
 from PIL import Image
 
 from backends import http
-from backends.base import Choice, Flag, Limit, Option, Range, Text
+from backends.base import Choice, Flag, Framed, Limit, Option, Range, Text
 from backends.hosted import HostedBackend, Phase, Problem, Submitted, Wire
 from backends.polling import PollState, Timing, Transient, unexpected
 from studio import images
@@ -27,6 +27,8 @@ FRAMES = {"svd-xt": 25, "svd": 14}  # §2.1: fixed per model
 RESIZE_MODES = {"crop": "CROP_TO_ASPECT_RATIO", "fit": "ORIGINAL_RESOLUTION"}  # not the SDK's ORIGINAL_DIMENSION
 FIT_BOX = (1024, 576)  # §2.1: ORIGINAL_RESOLUTION must stay within 1024x576
 MAX_SIDE = 2048  # §2.1: image at most 2048x2048 px
+CROP_FRAME = (1024, 576)  # §2.1: CROP_TO_ASPECT_RATIO crops to fit Novita's 1024x576 frame
+CROP_NOTE = "Novita crops the photo to 1024x576 on its side; this preview is the studio's copy of that crop."
 MAX_BASE64 = 30_000_000  # §2.1: at most 30 MB
 
 KEY_HINT = "Check your API key (NOVITA_API_KEY or the key field)."
@@ -107,7 +109,7 @@ class NovitaBackend(HostedBackend):
     def payload(self, image: Image.Image, request: GenerationRequest) -> Wire:
         """Our request under Novita's names. The one translation."""
         r, o = request, request.options  # resolved: every parameter and option with a default is set
-        b64, fmt = http.image_base64(self.prepare(image, r.resize_mode or "crop"), MAX_BASE64)
+        b64, fmt = http.image_base64(self.sent_image(image, r), MAX_BASE64)
         extra: dict[str, Any] = {"response_video_type": o["output_format"]}
         if o.get("webhook"):
             extra["webhook"] = {"url": o["webhook"]}
@@ -126,16 +128,27 @@ class NovitaBackend(HostedBackend):
         }
         return Wire(body, shown={**body, "image_file": http.base64_placeholder(b64, fmt)})
 
-    @staticmethod
-    def prepare(image: Image.Image, resize_mode: str) -> Image.Image:
-        """'fit': we pick the size (within 1024x576, multiples of 64) and Novita keeps it;
-        'crop': Novita crops, we only keep the photo within 2048 px (§2.1)."""
-        if resize_mode == "fit":
-            return images.frame(image, images.fit_size(image.size, FIT_BOX), "fit")
-        if max(image.size) > MAX_SIDE:
-            image = image.copy()
-            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-        return image
+    def frame(self, image: Image.Image, request: GenerationRequest) -> Framed:
+        """The picture the video starts from. Novita takes no width or height (§2.1):
+
+        'fit' (ORIGINAL_RESOLUTION): we pick the size, within 1024x576 in multiples of 64,
+        and Novita keeps it, so this is exactly what ``sent_image`` sends.
+        'crop' (CROP_TO_ASPECT_RATIO): Novita crops on its side to its 1024x576 frame, so
+        we send the whole photo and this is our copy of that crop, made from the very
+        picture sent, with a note saying it is a copy. Only the preview uses it.
+        """
+        if (request.resize_mode or "crop") == "fit":
+            size = images.fit_size(image.size, FIT_BOX)
+            return Framed(images.frame(image, size, "fit"), *size)
+        cropped = images.frame(_within_max_side(image), CROP_FRAME, "crop")
+        return Framed(cropped, *CROP_FRAME, note=CROP_NOTE)
+
+    def sent_image(self, image: Image.Image, request: GenerationRequest) -> Image.Image:
+        """The picture put on the wire: 'fit' sends ``frame``'s picture itself; 'crop'
+        sends the photo within 2048 px a side and leaves the cropping to Novita (§2.1)."""
+        if (request.resize_mode or "crop") == "fit":
+            return self.frame(image, request).image
+        return _within_max_side(image)
 
     def submit(self, wire: dict[str, Any], key: str) -> Submitted:
         # §2.1: POST, whatever the docs' curl example says; Bearer as documented.
@@ -205,6 +218,15 @@ class NovitaBackend(HostedBackend):
         if retryable or code == 429:
             return Problem(message, "retry", detail, http.retry_after(response, body))
         return Problem(message, "failed" if reason == "TASK_FAILED" else "refused", detail)
+
+
+def _within_max_side(image: Image.Image) -> Image.Image:
+    """The photo shrunk to at most 2048 px a side (§2.1), or itself when it already is."""
+    if max(image.size) <= MAX_SIDE:
+        return image
+    image = image.copy()
+    image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return image
 
 
 def _videos(body: dict[str, Any]) -> list[dict[str, Any]]:
