@@ -30,7 +30,15 @@ def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
         max_file_size=MAX_UPLOAD,
         show_error=True,  # our errors are sentences; Gradio's own (a refused URL) are too
     )
+    if mcp_wanted():
+        settings["mcp_server"] = True  # /generate, /sweep and /read_settings as MCP tools
+
     return demo.queue(default_concurrency_limit=ui.LAYOUT_CONCURRENCY).launch(**(settings | overrides))
+
+
+def mcp_wanted() -> bool:
+    """MCP_SERVER=1 serves the API as MCP tools too (Gradio's own GRADIO_MCP_SERVER also works)."""
+    return os.environ.get("MCP_SERVER", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def main() -> None:

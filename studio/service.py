@@ -8,6 +8,7 @@ the same fields for the same job.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 import backends
 from backends.base import Job, Result
-from studio import images, outputs, video
+from studio import images, outputs, recipe, video
 from studio.errors import InvalidParameter
 from studio.request import PARAMETERS, GenerationRequest
 
@@ -67,7 +68,19 @@ def generate(image: str | Path, backend: str, params: dict[str, Any], *, api_key
     job = _job(chosen, api_key, hooks)
     with chosen.slots.hold(job):
         result = chosen.generate(picture, request, job)
+    result.photo = _keep_photo(image, job.workdir)
     return _finish(chosen, result, started, request)
+
+
+def _keep_photo(image: str | Path, workdir: Path) -> Path | None:
+    """The photo beside its video: "again with a new seed" and extending need it after
+    the upload itself is gone. A plain copy of the file: no decoding, no re-encoding."""
+    if not isinstance(image, (str, Path)):
+        return None
+    source = Path(image)
+    kept = workdir / f"photo{source.suffix.lower() or '.png'}"
+    shutil.copyfile(source, kept)
+    return kept
 
 
 def resume(job_id: str, backend: str, *, api_key: str | None = None, **hooks: Any) -> Result:
@@ -99,11 +112,31 @@ def _finish(chosen: backends.Backend, result: Result, started: float, request: G
         used["task_id"] = result.job_id
     used["elapsed_seconds"] = round(time.monotonic() - started, 1)
     result.used = used
+    recipe.stamp(result.video, recipe.make(used))  # every video carries how it was made
     return result
 
 
 def make_gif(result: Result) -> Path:
     """The GIF beside the MP4, made on demand: it costs several times the MP4's encoding."""
     if result.gif is None:
-        result.gif = video.mp4_to_gif(result.video, result.video.with_suffix(".gif"))
+        gif = video.mp4_to_gif(result.video, result.video.with_suffix(".gif"))
+        result.gif = recipe.stamp_gif(gif, recipe.make(result.used))
     return result.gif
+
+
+def make_poster(result: Result) -> Path:
+    """The thumbnail the history shows for this video."""
+    return video.poster(result.video, result.video.with_name("poster.png"))
+
+
+def framing(image: str | Path, backend: str, params: dict[str, Any]) -> backends.base.Framed:
+    """The picture ``generate`` would start the video from with these values, at once:
+    the page shows it on every change, before anything is spent.
+
+    The same checks as ``generate`` (a bad value is the same ``InvalidParameter``), the
+    same image reading and the backend's own ``frame``, which its ``generate`` uses too;
+    no ``preflight``, slot, network or torch, so it answers in a moment.
+    """
+    chosen = backends.get_backend(backend)
+    request = chosen.resolve(build_request(params, chosen))  # a random seed may be drawn: it does not matter here
+    return chosen.frame(images.load_image(image), request)

@@ -102,3 +102,11 @@ def probe(path: Path) -> tuple[int, int, int]:
     if count == 0:
         raise GenerationFailed("The video has no frames.")
     return count, w, h
+
+
+def poster(mp4: Path, png: Path, width: int = 320) -> Path:
+    """A still of the clip for thumbnails: a gallery shows an image, not a video's frame.
+    ffmpeg's ``thumbnail`` filter picks the most representative of the first frames."""
+    _run(["-i", str(mp4), "-vf", f"thumbnail,scale={width}:-2", "-frames:v", "1", "-update", "1", str(png)],
+         "make the thumbnail")
+    return png

@@ -8,12 +8,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Saved presets go to a throwaway folder, never to the home folder of whoever runs the tests.
+os.environ.setdefault("USER_PRESETS_DIR", tempfile.mkdtemp(prefix="svd-studio-test-presets-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -76,7 +76,7 @@ async def _collect(agen) -> list:
 
 
 def slow_task(started: threading.Event, stopped: threading.Event, job_id: str | None = "task-42"):
-    def task(cancel, on_progress, on_job_id):
+    def task(cancel, on_progress, on_job_id, **_):
         if job_id:
             on_job_id(job_id)
         started.set()

@@ -1,9 +1,16 @@
-"""The API endpoints: ``/generate`` and ``/resume``, for scripts and other tools.
+"""The API endpoints, for scripts, other tools and (with MCP on) agents.
 
-``/generate``'s signature is built from the request model and every option any backend
-declares, so the API always accepts each of them by name; each defaults to None, meaning
-"the backend's default". Both run through the same job runner as the page, so a client
-that disconnects stops its job too.
+- ``/generate(image, backend, <request fields>, <options>, api_key)`` -> (video, parameters used)
+- ``/sweep(image, backend, parameter, values, <request fields>, <options>, api_key)``
+  -> (videos, parameters used for each), both in the order of ``values``
+- ``/read_settings(file)`` -> the settings a studio video or settings JSON carries
+- ``/resume(task_id, backend, api_key)`` -> (video, parameters used)
+
+The signatures are built from the request model and every option any backend declares,
+so the API accepts each of them by name; each defaults to None, meaning "the backend's
+default". Docstrings are written for an agent that never reads this code: MCP turns
+them into tool descriptions. Jobs run through the same runner as the page, so a client
+that disconnects stops its jobs too.
 """
 
 from __future__ import annotations
@@ -16,24 +23,40 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 import backends
-from backends.base import Choice, Flag, Limit, Range, Result
-from studio import service
-from studio.request import PARAMETERS, GenerationRequest
+from backends.base import Flag, Limit, Range, Result
+from studio import recipe, secrets, service, sweep
+from studio.request import PARAMETERS, GenerationRequest, describe
 from ui.errors import need, page_errors
 from ui.jobs import Runner, Task, client_alive
 
 Answer = tuple[FileData, dict]
+KIND = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
 
-async def _run(runner: Runner, task: Task, request: gr.Request) -> Answer:
-    with page_errors():
-        result: Result | None = None
-        async for item in runner.run(task, f"api-{request.session_hash}", alive=client_alive(request)):
-            if isinstance(item, Result):
-                result = item
-        need(result is not None, "The client went away; the job was stopped.")
-        assert result is not None
-        return FileData(path=str(result.video)), result.used
+def register(runner: Runner, default_backend: str) -> None:
+    """Every endpoint, inside the page's ``gr.Blocks``."""
+    gr.api(generate_endpoint(runner, default_backend), api_name="generate", concurrency_limit=None)
+    gr.api(sweep_endpoint(runner, default_backend), api_name="sweep", concurrency_limit=None)
+    gr.api(read_settings, api_name="read_settings")
+    resume = resume_endpoint(runner)
+    resume._mcp_type = "none"  # type: ignore[attr-defined] # scripts only: not one of the agents' tools
+    gr.api(resume, api_name="resume", concurrency_limit=None)
+
+
+async def _run(runner: Runner, task: Task, request: gr.Request) -> Result:
+    result: Result | None = None
+    async for item in runner.run(task, f"api-{request.session_hash}", alive=client_alive(request)):
+        if isinstance(item, Result):
+            result = item
+    need(result is not None, "The client went away; the job was stopped.")
+    assert result is not None
+    return result
+
+
+def _path(file: Any, name: str, what: str) -> str:
+    path = file.get("path") if isinstance(file, dict) else getattr(file, "path", None)
+    need(path, f"{name} is required: {what}.")
+    return str(path)
 
 
 def _annotation(limit: Limit) -> Any:
@@ -41,51 +64,128 @@ def _annotation(limit: Limit) -> Any:
         return Optional[bool]
     if isinstance(limit, Range):
         return Optional[int] if limit.integer else Optional[float]
-    if isinstance(limit, Choice):
-        return Optional[str]
     return Optional[str]
 
 
-def generate_endpoint(runner: Runner, default_backend: str):
-    """``/generate(image, backend, <request fields>..., <options>..., api_key)`` ->
-    (video, parameters used)."""
-
-    async def generate(image: FileData, backend: str, values: dict[str, Any], api_key: str | None,
-                       request: gr.Request) -> Answer:
-        path = image.get("path") if isinstance(image, dict) else getattr(image, "path", None)
-        need(path, "image is required: upload a photo (PNG, JPEG or WebP).")
-        task = functools.partial(service.generate, path, backend, values, api_key=api_key)
-        return await _run(runner, task, request)
-
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [inspect.Parameter("image", kind, annotation=FileData),
-              inspect.Parameter("backend", kind, default=default_backend, annotation=str)]
-    for name in PARAMETERS:
-        params.append(inspect.Parameter(name, kind, default=None,
-                                        annotation=GenerationRequest.model_fields[name].annotation))
+def _request_parameters() -> list[tuple[inspect.Parameter, str]]:
+    """Every request field and option, each with its help text."""
+    found = [(inspect.Parameter(n, KIND, default=None, annotation=GenerationRequest.model_fields[n].annotation),
+              describe(n)) for n in PARAMETERS]
     for name, option in backends.all_options().items():
-        params.append(inspect.Parameter(name, kind, default=None, annotation=_annotation(option.limit)))
-    params += [inspect.Parameter("api_key", kind, default=None, annotation=Optional[str]),
-               inspect.Parameter("request", kind, default=None, annotation=gr.Request)]
-    signature = inspect.Signature(params, return_annotation=Answer)
+        found.append((inspect.Parameter(name, KIND, default=None, annotation=_annotation(option.limit)),
+                      option.description))
+    return found
 
-    async def endpoint(*args: Any, **kwargs: Any) -> Answer:
+
+def _endpoint(name: str, summary: str, head: list[tuple[inspect.Parameter, str]], returns: Any, returns_doc: str,
+              call: Any) -> Any:
+    """A function whose signature lists ``head``, every request parameter, then
+    ``api_key``; ``call(values, api_key, request)`` does the work."""
+    request_params = _request_parameters()
+    tail = [(inspect.Parameter("api_key", KIND, default=None, annotation=Optional[str]),
+             "The hosted provider's API key; leave empty to use the key set on the server.")]
+    listed = [*head, *request_params, *tail]
+    params = [p for p, _ in listed] + [inspect.Parameter("request", KIND, default=None, annotation=gr.Request)]
+    signature = inspect.Signature(params, return_annotation=returns)
+
+    async def endpoint(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         values = dict(bound.arguments)
-        image, backend, api_key, request = (values.pop(k) for k in ("image", "backend", "api_key", "request"))
-        return await generate(image, backend, values, api_key, request)
+        api_key, request = values.pop("api_key"), values.pop("request")
+        with page_errors():
+            return await call(values, api_key, request)
 
+    endpoint.__name__ = endpoint.__qualname__ = name  # MCP names the tool after the function
     endpoint.__signature__ = signature  # type: ignore[attr-defined]
-    endpoint.__annotations__ = {p.name: p.annotation for p in params} | {"return": Answer}
-    endpoint.__doc__ = "Turn an image into a video. Every parameter left empty takes the backend's default."
+    endpoint.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
+    args = "\n".join(f"    {p.name}: {' '.join(doc.split())}" for p, doc in listed)
+    endpoint.__doc__ = f"{summary}\n\nArgs:\n{args}\n\nReturns:\n    {returns_doc}"
     return endpoint
 
 
-def resume_endpoint(runner: Runner):
+def _backend_doc() -> str:
+    return ("Where the video is made: " + "; ".join(
+        f"'{n}' ({backends.get_backend(n).label})" for n in backends.names()) + ".")
+
+
+def generate_endpoint(runner: Runner, default_backend: str) -> Any:
+    head = [(inspect.Parameter("image", KIND, annotation=FileData), "The photo to animate (PNG, JPEG or WebP)."),
+            (inspect.Parameter("backend", KIND, default=default_backend, annotation=str), _backend_doc())]
+
+    async def call(values: dict, api_key: str | None, request: gr.Request) -> Answer:
+        image = _path(values.pop("image"), "image", "upload a photo (PNG, JPEG or WebP)")
+        backend = values.pop("backend")
+        result = await _run(runner, functools.partial(service.generate, image, backend, values, api_key=api_key),
+                            request)
+        return FileData(path=str(result.video)), result.used
+
+    return _endpoint(
+        "generate", "Turn a still image into a short video with Stable Video Diffusion. Every parameter left empty "
+        "takes the backend's default; a value outside the backend's range is refused with the allowed range.",
+        head, Answer, "The MP4 video (its settings are stored in its comment tag) and the parameters used.", call)
+
+
+def sweep_endpoint(runner: Runner, default_backend: str) -> Any:
+    head = [(inspect.Parameter("image", KIND, annotation=FileData), "The photo to animate (PNG, JPEG or WebP)."),
+            (inspect.Parameter("backend", KIND, default=default_backend, annotation=str), _backend_doc()),
+            (inspect.Parameter("parameter", KIND, default="motion_bucket_id", annotation=str),
+             "The numeric parameter to vary, for example 'motion_bucket_id', 'seed', 'noise_aug_strength', 'fps', "
+             "'max_guidance_scale' or 'num_inference_steps'."),
+            (inspect.Parameter("values", KIND, default=None, annotation=list[float]),
+             f"{sweep.MIN_VALUES} to {sweep.MAX_VALUES} values for that parameter, each within the backend's "
+             "range. Unless the seed is swept, every video uses the same seed.")]
+
+    async def call(values: dict, api_key: str | None, request: gr.Request) -> tuple[list[FileData | None], list]:
+        image = _path(values.pop("image"), "image", "upload a photo (PNG, JPEG or WebP)")
+        backend, parameter, chosen = values.pop("backend"), values.pop("parameter"), values.pop("values")
+        cells = sweep.plan(backend, parameter, chosen, values)
+        tasks = [(functools.partial(service.generate, image, c.backend, c.params, api_key=api_key), c.backend)
+                 for c in cells]
+        lanes = {backend: backends.get_backend(backend).concurrency}
+        videos: list[FileData | None] = [None] * len(cells)
+        used: list[dict] = [{} for _ in cells]
+        failures: list[Exception] = []
+        session = f"api-{request.session_hash}"
+        async for i, item in runner.run_many(tasks, session, lanes, alive=client_alive(request)):
+            if isinstance(item, Result):
+                videos[i], used[i] = FileData(path=str(item.video)), item.used
+            elif isinstance(item, Exception):
+                failures.append(item)
+                used[i] = {"backend": backend, parameter: cells[i].params[parameter],
+                           "error": secrets.redact(str(item))}
+        if failures and len(failures) == len(cells):
+            raise failures[0]  # nothing was made: the first reason, as /generate would give it
+        return videos, used
+
+    return _endpoint(
+        "sweep", "Make one video per value of one parameter, everything else (the seed included) unchanged, to "
+        "compare them. Hosted backends make the videos side by side; the local GPU makes them in turn.",
+        head, tuple[list[Optional[FileData]], list[dict]],
+        "Two lists in the order of values: the MP4 videos (None where one failed), and the parameters used for "
+        "each (with 'error' where one failed).", call)
+
+
+def read_settings(file: FileData) -> dict:
+    """Read the settings a video made by this studio carries (or a settings JSON file), to make it again.
+
+    Args:
+        file: An MP4, WebM or GIF made by this studio, or a settings JSON file.
+
+    Returns:
+        The settings: 'backend', 'model', 'seed' and every parameter used, under diffusers' names.
+    """
+    with page_errors():
+        return recipe.read(_path(file, "file", "upload a video made by this studio, or a settings JSON file"))
+
+
+def resume_endpoint(runner: Runner) -> Any:
     async def resume(task_id: str, backend: str, request: gr.Request, api_key: Optional[str] = None) -> Answer:
         """Wait again for a hosted job by its task id; returns (video, parameters used)."""
-        task = functools.partial(service.resume, task_id, backend, api_key=api_key)
-        return await _run(runner, task, request)
+        with page_errors():
+            result = await _run(runner, functools.partial(service.resume, task_id, backend, api_key=api_key),
+                                request)
+            return FileData(path=str(result.video)), result.used
 
     return resume
+

@@ -1,8 +1,8 @@
 """The job runner: one worker thread per job, watched from the page's event loop.
 
-A job is ``task(cancel=, on_progress=, on_job_id=)`` returning a ``Result`` (see
-``studio.service``). ``Runner.run`` starts it and yields status lines while it runs, then
-its ``Result``. The worker stops at its next step or poll when:
+A job is ``task(cancel=, on_progress=, on_job_id=, on_preview=)`` returning a ``Result``
+(see ``studio.service``). ``Runner.run`` starts it and yields status lines (and live
+previews) while it runs, then its ``Result``. The worker stops at its next step or poll when:
 
 - the person presses Cancel (``cancel_session``);
 - the page is closed (Gradio runs the page's unload event, which cancels the session's
@@ -21,13 +21,22 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from backends.base import Result
+from studio.errors import Cancelled
 
 log = logging.getLogger("svd_studio")
 TICK = 0.5  # seconds between two checks that an API client is still there
 Task = Callable[..., Result]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A rough picture of the frames so far (the local backend's live preview)."""
+
+    path: Path
 
 
 @dataclass(eq=False)
@@ -76,7 +85,8 @@ class Runner:
                     del self._jobs[session]
 
     async def run(self, task: Task, session: str, *, alive: Callable[[], bool] = lambda: True,
-                  on_progress: Callable[[float | None, str], None] | None = None) -> AsyncIterator[str | Result]:
+                  on_progress: Callable[[float | None, str], None] | None = None,
+                  ) -> AsyncIterator[str | Preview | Result]:
         """Run ``task`` in a worker; yield status lines, then its Result (or raise its error).
 
         Ends without a Result when nobody is waiting any more (``alive`` false or the
@@ -98,7 +108,8 @@ class Runner:
         def work() -> None:
             try:
                 outcome["result"] = task(cancel=cancel, on_progress=lambda f, text: post("progress", f, text),
-                                         on_job_id=lambda job_id: post("job", job_id))
+                                         on_job_id=lambda job_id: post("job", job_id),
+                                         on_preview=lambda path: post("preview", path))
             except Exception as exc:  # handed to the page's loop and translated there
                 outcome["error"] = exc
             finally:
@@ -127,6 +138,9 @@ class Runner:
                     running.job_id = a
                     yield f"Submitted. Provider task id: `{a}` (keep it to resume if you close the page)."
                     continue
+                if kind == "preview":
+                    yield Preview(a)
+                    continue
                 if on_progress is not None:
                     on_progress(a, b)
                 job_id = running.job_id
@@ -138,6 +152,50 @@ class Runner:
         if "error" in outcome:
             raise outcome["error"]
         yield outcome["result"]
+
+
+    async def run_many(self, tasks: list[tuple[Task, str]], session: str, lanes: dict[str, int], *,
+                       alive: Callable[[], bool] = lambda: True,
+                       ) -> AsyncIterator[tuple[int, str | Preview | Result | Exception]]:
+        """Run several jobs, each ``(task, lane)``; yield ``(index, item)`` as they report.
+
+        At most ``lanes[lane]`` jobs of one lane run at once, started in order (a lane is a
+        backend: local values take turns on the GPU in the order given, hosted ones run
+        side by side). One job's error is yielded as its item and the others go on;
+        after a Cancel, jobs not yet started are not started.
+        """
+        inbox: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        gates = {lane: asyncio.Semaphore(size) for lane, size in lanes.items()}
+        stopped = asyncio.Event()
+        done = object()
+
+        async def one(index: int, task: Task, lane: str) -> None:
+            try:
+                async with gates[lane]:
+                    if stopped.is_set():
+                        raise Cancelled("Cancelled before it started.")
+                    async for item in self.run(task, session, alive=alive):
+                        await inbox.put((index, item))
+            except Exception as exc:
+                if isinstance(exc, Cancelled):
+                    stopped.set()
+                await inbox.put((index, exc))
+            finally:
+                await inbox.put((index, done))
+
+        workers = [asyncio.create_task(one(i, task, lane)) for i, (task, lane) in enumerate(tasks)]
+        remaining = len(workers)
+        try:
+            while remaining:
+                index, item = await inbox.get()
+                if item is done:
+                    remaining -= 1
+                else:
+                    yield index, item
+        finally:  # the page left: every run's own cleanup tells its worker to stop
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
 
 def _leave(job: _Running) -> None:

@@ -11,15 +11,20 @@ import os
 import gradio as gr
 
 import backends
-from studio import presets, secrets
+from studio import secrets
 from ui import api
 from ui.jobs import Runner
-from ui.panels import history, parameters, run
+from ui.panels import framing, history, parameters, restore, run, sweep
+from ui.panels import presets as saved_presets
+from ui.panels.framing import FramingPanel
 from ui.panels.history import HistoryPanel
 from ui.panels.input import InputPanel
 from ui.panels.output import OutputPanel
 from ui.panels.parameters import ParametersPanel
+from ui.panels.presets import PresetsPanel
+from ui.panels.restore import RestorePanel
 from ui.panels.resume import ResumePanel
+from ui.panels.sweep import SweepPanel
 from ui.studio import Studio, bind
 
 CSS = """
@@ -55,49 +60,103 @@ def on_load(s: Studio) -> dict:
 
 def build_studio(runner: Runner | None = None) -> Studio:
     """Every panel, placed; call inside a ``gr.Blocks``."""
-    table = presets.load_presets()
     gr.Markdown(
         "# SVD Studio\nTurn a still photo into a short video with Stable Video Diffusion. "
-        "Drop in an image, pick where it runs, adjust the motion, press **Generate**.",
+        "Drop in an image, pick where it runs, adjust the motion, press **Generate**. "
+        "Every video remembers its settings: drop one back in to get them again.",
         elem_id="title",
     )
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             inputs = InputPanel.build(default_backend())
-            preset = ParametersPanel.build_preset(table)
+            framing = FramingPanel.build()
+            preset = ParametersPanel.build_preset()
+            restorer = RestorePanel.build()
             go, stop = run.build()
+            sweep_controls = SweepPanel.build_controls()
             resume = ResumePanel.build()
-            params = ParametersPanel.build(preset, table)
+            params = ParametersPanel.build(preset)
+            saved = PresetsPanel.build()
         with gr.Column(scale=6):
             output = OutputPanel.build()
+            sweeps = SweepPanel.build(sweep_controls)
             past = HistoryPanel.build()
-    return Studio(inputs, params, resume, output, past, go, stop, runner or Runner())
+    return Studio(inputs, framing, params, saved, restorer, resume, sweeps, output, past, go, stop,
+                  runner or Runner())
 
 
 def wire(s: Studio, demo: gr.Blocks) -> None:
     layout = s.layout_outputs()
     private = {"api_visibility": "private"}
-    # .change, not .input: Gradio 6 fires .input twice for a mouse pick in a dropdown, and
-    # nothing but the person sets these two.
-    s.input.backend.change(bind(on_backend, s), s.input.backend, layout, **private)
+    # Only the person's own pick reshapes the page (.select): restoring settings sets the
+    # backend too, and must not have its values reset by a change event.
+    s.input.backend.select(bind(on_backend, s), s.input.backend, layout, **private)
     s.input.model.input(bind(on_model, s), {s.input.backend, s.input.model, *s.params.inputs()}, layout, **private)
     s.params.preset.change(bind(parameters.on_preset, s),
                            {s.input.backend, s.input.model, s.params.preset, *s.params.inputs()}, layout, **private)
+    s.params.preset.change(bind(saved_presets.on_chosen, s), s.params.preset, s.presets.download, **private)
+    everything = {s.input.image, s.input.backend, s.input.model, s.input.api_key, s.params.randomize,
+                  s.history.entries, s.history.selected, *s.params.inputs()}
     outputs = run.job_outputs(s)
-    s.go.click(bind(run.on_generate, s),
-               {s.input.image, s.input.backend, s.input.model, s.input.api_key, s.params.randomize,
-                s.history.entries, *s.params.inputs()},
-               outputs, concurrency_limit=None, **private)
+    s.go.click(bind(run.on_generate, s), everything, outputs, concurrency_limit=None, **private)
     s.resume.button.click(bind(run.on_resume, s),
                           {s.input.backend, s.input.api_key, s.resume.task_id, s.history.entries,
                            s.params.controls["seed"]},
                           outputs, concurrency_limit=None, **private)
     s.stop.click(bind(run.on_cancel, s), None, s.output.status, queue=False, **private)
-    s.history.gallery.select(bind(history.on_pick, s), s.history.entries, s.output.components(), **private)
+    _wire_framing(s)
+    _wire_restore(s, everything, outputs)
+    _wire_sweep(s, everything)
+    _wire_presets(s, everything)
     demo.load(bind(on_load, s), None, layout, **private)
+    demo.load(bind(history.on_load, s), s.history.entries, s.history.gallery, **private)
+    demo.load(bind(saved_presets.on_load, s), None, s.params.preset, **private)
     demo.unload(bind(run.on_unload, s))
-    gr.api(api.generate_endpoint(s.runner, default_backend()), api_name="generate", concurrency_limit=None)
-    gr.api(api.resume_endpoint(s.runner), api_name="resume", concurrency_limit=None)
+    api.register(s.runner, default_backend())
+
+
+def _wire_framing(s: Studio) -> None:
+    private = {"api_visibility": "private"}
+    s.framing.size.input(bind(framing.on_size, s), s.framing.size,
+                         [s.params.controls["width"], s.params.controls["height"]], **private)
+    gr.on(framing.triggers(s), bind(framing.on_change, s), framing.inputs(s),
+          [s.framing.picture, s.framing.caption], trigger_mode="always_last", show_progress="hidden", **private)
+
+
+def _wire_restore(s: Studio, everything: set, outputs: list) -> None:
+    private = {"api_visibility": "private"}
+    restored = [*s.restore_outputs(), s.history.note, s.input.image]
+    s.restorer.file.upload(bind(restore.on_file, s), {s.restorer.file, *everything},
+                           [*s.restore_outputs(), s.restorer.note], **private)
+    s.history.gallery.select(bind(history.on_pick, s), s.history.entries,
+                             [*s.output.components(), *s.history.components()], **private)
+    s.history.reuse.click(bind(history.on_reuse, s), everything, restored, **private)
+    s.history.again.click(bind(run.on_again, s), everything, [*outputs, *restored], concurrency_limit=None,
+                          **private)
+
+
+def _wire_sweep(s: Studio, everything: set) -> None:
+    private = {"api_visibility": "private"}
+    s.sweep.mode.change(bind(sweep.on_mode, s), s.sweep.mode, [s.sweep.parameter, s.sweep.values], **private)
+    s.sweep.parameter.change(bind(sweep.on_parameter, s), {s.input.backend, s.input.model, s.sweep.parameter},
+                             s.sweep.values, **private)
+    s.sweep.run.click(
+        bind(sweep.on_sweep, s), {*everything, s.sweep.mode, s.sweep.parameter, s.sweep.values},
+        [*s.sweep.outputs(), s.history.entries, s.history.gallery], concurrency_limit=None, **private,
+    ).then(None, js=sweep.PLAY_TOGETHER)
+    s.sweep.play.click(None, js=sweep.PLAY_TOGETHER)
+    for i, button in enumerate(s.sweep.opens):
+        button.click(bind(sweep.on_open, s, i), {s.sweep.results, s.history.entries},
+                     [*s.output.components(), s.history.selected], **private)
+
+
+def _wire_presets(s: Studio, everything: set) -> None:
+    private = {"api_visibility": "private"}
+    s.presets.save.click(bind(saved_presets.on_save, s),
+                         {*everything, s.presets.name, s.presets.description},
+                         [s.params.preset, s.presets.note, s.presets.name], **private)
+    s.presets.upload.upload(bind(saved_presets.on_upload, s), s.presets.upload,
+                            [s.params.preset, s.presets.note], **private)
 
 
 def build_demo() -> gr.Blocks:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 import backends
-from studio.presets import Preset
+from studio import presets
 from ui import controls
 
 if TYPE_CHECKING:
@@ -25,17 +25,16 @@ class ParametersPanel:
     groups: dict[str, gr.Accordion]
     randomize: gr.Checkbox
     table: dict[str, controls.Spec]
-    presets: dict[str, Preset]
 
     @classmethod
-    def build_preset(cls, presets: dict[str, Preset]) -> gr.Dropdown:
+    def build_preset(cls) -> gr.Dropdown:
         return gr.Dropdown(
-            choices=[NO_PRESET, *presets], value=NO_PRESET, label="preset", elem_id="preset",
+            choices=choices(), value=NO_PRESET, label="preset", elem_id="preset",
             info="Ready-made settings; you can still adjust every control afterwards.",
         )
 
     @classmethod
-    def build(cls, preset: gr.Dropdown, presets: dict[str, Preset]) -> ParametersPanel:
+    def build(cls, preset: gr.Dropdown) -> ParametersPanel:
         table = controls.specs()
         made: dict[str, gr.Component] = {}
         accordions: dict[str, gr.Accordion] = {}
@@ -50,7 +49,7 @@ class ParametersPanel:
                                             info="Pick a new seed each run; the seed used is written back above.")
             accordions[group] = accordion
         assert randomize is not None, "the request model has a seed"
-        return cls(preset, made, accordions, randomize, table, presets)
+        return cls(preset, made, accordions, randomize, table)
 
     def values(self, data: dict) -> dict[str, Any]:
         """The controls' values by parameter name, from an event's input dict."""
@@ -60,25 +59,18 @@ class ParametersPanel:
         return set(self.controls.values())
 
 
+def choices() -> list[str]:
+    """The preset dropdown's entries: none, the built-in presets, then saved ones."""
+    return [NO_PRESET, *presets.load_all()]
+
+
 def on_preset(s: Studio, data: dict) -> dict:
     """Apply a preset's values over what is on the page; what it does not set stays."""
-    chosen = s.params.presets.get(data[s.params.preset])
+    chosen = presets.load_all().get(data[s.params.preset])  # saved presets included, as of now
     if chosen is None:
         return {}
-    values = chosen.values()
-    backend = backends.get_backend(data[s.input.backend])
-    model = values.get("model", data[s.input.model])
-    target = backend.model_for(model, lenient=True)
-    accepted = backend.parameters(target)
-    skipped = [n for n in values if n != "model" and n not in accepted]
-    if "model" in values and values["model"] != target:
-        skipped.append("model")
-    current = s.params.values(data) | values
-    updates = s.reshape(data[s.input.backend], target, current)
-    # The preset's own values win over model-dependent defaults.
-    for name, value in values.items():
-        if name in s.params.controls and name not in skipped:
-            updates[s.params.controls[name]]["value"] = value
+    updates, skipped = s.apply(data[s.input.backend], chosen.values(), data)
     if skipped:
-        gr.Info(f"Preset '{chosen.name}': {', '.join(skipped)} not used by {backend.label}; left as they were.")
+        label = backends.get_backend(data[s.input.backend]).label
+        gr.Info(f"Preset '{chosen.name}': {', '.join(skipped)} not used by {label}; left as they were.")
     return updates

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+import backends
 from backends.base import Result
-from studio import secrets, service
+from studio import recipe, secrets, service
 from studio.errors import Cancelled, StudioError
 from ui import controls
 from ui.errors import need, page_errors
-from ui.jobs import Task
-from ui.panels.history import entry
+from ui.jobs import Preview, Task
+from ui.panels.history import entry, find, photo
 
 if TYPE_CHECKING:
     from ui.studio import Studio
@@ -75,6 +76,8 @@ async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any) 
             async for item in s.runner.run(task, session, on_progress=lambda f, text: progress(f, desc=text)):
                 if isinstance(item, Result):
                     result = item
+                elif isinstance(item, Preview):
+                    yield {s.output.preview: gr.update(value=str(item.path), visible=True)}
                 else:
                     yield {status: item}
         except Cancelled as exc:
@@ -82,7 +85,12 @@ async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any) 
             return
     if result is None:  # nobody is watching any more
         return
-    item = entry(result)
+    try:
+        poster = await asyncio.to_thread(service.make_poster, result)
+    except StudioError as exc:  # a thumbnail is a nicety: the video itself is what matters
+        log.warning("No thumbnail for %s: %s", result.video, secrets.redact(str(exc)))
+        poster = None
+    item = entry(result, poster)
     seed = result.used.get("seed")
     past = data[s.history.entries]
     yield {
@@ -101,8 +109,29 @@ async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any) 
             log.warning("No GIF for %s: %s", result.video, secrets.redact(str(exc)))
             return
         item = {**item, "gif": str(gif)}
-        yield {s.output.gif: gr.update(value=item["gif"], visible=True), s.history.entries: [*past, item]}
+        yield {s.output.gif: gr.update(value=item["gif"], visible=True), **s.history.add(past, item)}
 
 
 def job_outputs(s: Studio) -> list[gr.Component]:
     return [*s.output.components(), s.params.controls["seed"], s.history.entries, s.history.gallery]
+
+
+async def on_again(s: Studio, data: dict, request: gr.Request,
+                   progress: gr.Progress = gr.Progress()) -> AsyncIterator[dict]:  # noqa: B008 - Gradio's way
+    """The selected history video's settings back on the page, then a run with a new seed."""
+    item = find(data[s.history.entries], data[s.history.selected])
+    need(item is not None, "Click a video in the history first.")
+    image = photo(item) or data[s.input.image]
+    need(image, "Please add the photo again first: the server no longer has the one this video was made from.")
+    backend, values = recipe.settings(item["used"])
+    updates, said = s.restore(backend, {**values, "seed": None}, data)
+    updates[s.params.randomize] = True
+    yield updates | {s.history.note: said, s.input.image: image}
+    name = backend if backend in backends.names() else data[s.input.backend]
+    key = data[s.input.api_key] if name == data[s.input.backend] else None  # a typed key belongs to its backend
+    chosen = backends.get_backend(name)
+    accepted = chosen.parameters(chosen.model_for(values.get("model"), lenient=True))
+    params = {k: v for k, v in values.items() if k in accepted and k != "seed"} | {"model": values.get("model")}
+    task = functools.partial(service.generate, image, name, params, api_key=key or None)
+    async for update in drive(s, data, task, request.session_hash, progress):
+        yield update
