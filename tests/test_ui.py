@@ -19,6 +19,7 @@ from studio.errors import Cancelled
 from ui import page
 from ui.jobs import Runner
 from ui.panels import parameters, run
+from tests.conftest import EXAMPLES
 from ui.studio import Studio
 
 
@@ -162,3 +163,87 @@ def test_the_page_and_the_api_report_the_same_fields(studio, tiny_model, photo):
     assert {k: v for k, v in shown.items() if k != "elapsed_seconds"} == \
         {k: v for k, v in api.items() if k != "elapsed_seconds"}
     assert any(s.history.gallery in u for u in updates)
+
+
+def test_restoring_a_recipe_sets_backend_model_every_control_and_keeps_the_seed(studio):
+    s = studio
+    data = page_values(s, "local", motion_bucket_id=90)
+    recipe = {"model": "svd-xt", "num_frames": 25, "motion_bucket_id": 12, "noise_aug_strength": 0.3,
+              "seed": 4242, "num_inference_steps": 30, "negative_prompt": "blurry"}
+    updates, said = s.restore("novita", recipe, data)
+    assert updates[s.input.backend] == "novita"
+    assert updates[s.input.api_key]["value"] == ""  # a key typed for another backend is not carried over
+    values = {name: updates[c].get("value") for name, c in s.params.controls.items() if updates[c].get("visible")}
+    assert values["motion_bucket_id"] == 12 and values["noise_aug_strength"] == 0.3 and values["seed"] == 4242
+    assert values["num_inference_steps"] == 30
+    assert updates[s.params.randomize] is False  # the next run repeats the seed
+    assert said == ("Restored 6 settings for Novita AI (model svd-xt, seed 4242). "
+                    "Not used by Novita AI: negative_prompt.")
+
+
+def test_a_recipe_from_an_unknown_backend_restores_onto_the_current_one(studio):
+    s = studio
+    updates, said = s.restore("dalle", {"motion_bucket_id": 7}, page_values(s, "local"))
+    assert s.input.backend not in updates
+    assert updates[s.params.controls["motion_bucket_id"]]["value"] == 7
+    assert said == "Restored 1 settings for Local GPU (diffusers). It was made on 'dalle', which this studio " \
+                   "does not offer here."
+
+
+def test_a_history_entry_whose_file_is_gone_says_so_and_keeps_its_settings(studio, tmp_path):
+    from ui.panels import history
+
+    s = studio
+    gone = {"id": "abc", "video": str(tmp_path / "video.mp4"), "gif": None, "poster": None, "photo": None,
+            "used": {"backend": "local", "motion_bucket_id": 61, "seed": 9}, "sent": None, "caption": "local · seed 9"}
+    picked = history.on_pick(s, SimpleNamespace(index=0), [gone])
+    assert picked[s.history.note] == history.GONE and s.output.video not in picked
+    assert history.gallery_items([gone])[0][1] == "local · seed 9 (file removed)"
+    data = page_values(s, "local") | {s.history.entries: [gone], s.history.selected: "abc"}
+    reused = history.on_reuse(s, data)
+    assert reused[s.params.controls["motion_bucket_id"]]["value"] == 61
+    assert reused[s.history.note].startswith("Restored 2 settings for Local GPU (diffusers)")
+
+
+def test_the_framing_preview_is_the_frame_sent_at_the_chosen_size(studio):
+    from ui.panels import framing
+
+    s = studio
+    data = page_values(s, "local", width=576, height=1024) | {s.input.image: str(EXAMPLES / "rocket.jpg")}
+    shown = framing.on_change(s, data)
+    assert shown[s.framing.picture].size == (576, 1024)
+    assert shown[s.framing.caption] == "Local GPU (diffusers) gets this frame: **576x1024** (crop)."
+    data[s.params.controls["width"]] = 1000
+    assert "width must be a multiple of 64" in framing.on_change(s, data)[s.framing.caption]
+    assert framing.on_size(s, "576x1024") == {s.params.controls["width"]: 576, s.params.controls["height"]: 1024}
+
+
+def test_saving_a_preset_adds_it_to_the_list_without_the_seed_when_random(studio, tmp_path, monkeypatch):
+    from studio import presets
+    from ui.panels import presets as saved
+
+    monkeypatch.setenv("USER_PRESETS_DIR", str(tmp_path))
+    s = studio
+    data = page_values(s, "local", motion_bucket_id=66, seed=5) | {
+        s.params.randomize: True, s.presets.name: "My slow pan", s.presets.description: ""}
+    updates = saved.on_save(s, data)
+    assert "My slow pan" in [c[0] if isinstance(c, tuple) else c for c in updates[s.params.preset]["choices"]]
+    stored = presets.load_all()["My slow pan"].values()
+    assert stored["motion_bucket_id"] == 66 and "seed" not in stored
+    with pytest.raises(Exception) as info:
+        saved.on_save(s, data)
+    assert "A preset named 'My slow pan' already exists; pick another name." in str(info.value)
+
+
+def test_a_sweep_suggests_values_and_refuses_a_bad_one_before_starting(studio):
+    from ui.panels import sweep
+
+    s = studio
+    data = page_values(s, "local") | {s.sweep.parameter: "motion_bucket_id"}
+    suggested = sweep.on_parameter(s, data)[s.sweep.values]
+    assert [int(v) for v in suggested.split(", ")] == [52, 103, 153, 204]
+    data |= {s.input.image: str(EXAMPLES / "rocket.jpg"), s.input.api_key: "", s.params.randomize: True,
+             s.sweep.mode: sweep.ONE_PARAMETER, s.sweep.values: "40, 400"}
+    with pytest.raises(Exception) as info:
+        sweep.plan(s, data)
+    assert "motion_bucket_id must be 1-255 for Local GPU (diffusers), got 400" in str(info.value)
