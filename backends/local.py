@@ -17,7 +17,8 @@ from typing import Any, Callable
 from PIL import Image
 
 from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result
-from studio import images, video
+from studio import video
+from studio.preview import LivePreview
 from studio.errors import BackendError, Cancelled, InvalidParameter, OutOfMemory
 from studio.request import GenerationRequest
 
@@ -133,10 +134,8 @@ class LocalBackend(Backend):
 
     def _generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
         r = request
-        width, height = r.width, r.height
-        if r.resize_mode == "fit":
-            width, height = images.fit_size(image.size, (r.width, r.height))
-        framed = images.frame(image, (width, height), r.resize_mode)
+        shot = self.frame(image, r)  # the same picture the page previewed
+        framed, width, height = shot.image, shot.width, shot.height
 
         job.on_progress(0.0, "Loading the model (the first run takes a while)")
         pipe, device, memory_mode = self._pipeline(r.model, r.memory_mode, bool(r.fast_mode))
@@ -146,11 +145,15 @@ class LocalBackend(Backend):
         import torch
 
         steps = r.num_inference_steps
+        # A cheap picture of the latents every few steps (never over 3 % of the run; SVD_PREVIEW=0: off).
+        live = LivePreview.start(job.workdir, steps, r.fps, job.on_preview)
 
         def on_step(pipe: Any, i: int, t: Any, kwargs: dict) -> dict:
             job.on_progress((i + 1) / steps, f"Denoising step {i + 1}/{steps}")
             if job.cancel.is_set():
                 raise _Stop
+            if live is not None:
+                live.step(i, kwargs["latents"], pipe.scheduler)  # never raises: a failure only stops previews
             return kwargs
 
         generator = torch.Generator(device="cpu").manual_seed(r.seed)  # same frames on any device
@@ -161,7 +164,7 @@ class LocalBackend(Backend):
                 max_guidance_scale=r.max_guidance_scale, fps=r.fps,
                 motion_bucket_id=r.motion_bucket_id, noise_aug_strength=r.noise_aug_strength,
                 decode_chunk_size=chunk, generator=generator, output_type="np",
-                callback_on_step_end=on_step,
+                callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["latents"],
             )
         except _Stop:
             raise Cancelled("Cancelled: generation stopped between denoising steps.") from None
