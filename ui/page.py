@@ -7,6 +7,7 @@ A new feature is a new panel module and a few lines here.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import gradio as gr
 
@@ -88,12 +89,17 @@ def build_studio(runner: Runner | None = None) -> Studio:
 def wire(s: Studio, demo: gr.Blocks) -> None:
     layout = s.layout_outputs()
     private = {"api_visibility": "private"}
-    # Only the person's own pick reshapes the page (.select): restoring settings sets the
-    # backend too, and must not have its values reset by a change event.
-    s.input.backend.select(bind(on_backend, s), s.input.backend, layout, **private)
-    s.input.model.input(bind(on_model, s), {s.input.backend, s.input.model, *s.params.inputs()}, layout, **private)
-    s.params.preset.change(bind(parameters.on_preset, s),
-                           {s.input.backend, s.input.model, s.params.preset, *s.params.inputs()}, layout, **private)
+    reframe = _framing(s)
+    # Only the person's own pick reshapes the page (.select, .input): restoring settings sets
+    # the backend too, and must not have its values reset by a change event. Whatever
+    # reshapes the page is followed by the framing preview (.then), so the preview reads
+    # the page once it is consistent, never halfway through an update.
+    reframe(s.input.backend.select(bind(on_backend, s), s.input.backend, layout, **private))
+    reframe(s.input.model.input(bind(on_model, s), {s.input.backend, s.input.model, *s.params.inputs()}, layout,
+                                **private))
+    reframe(s.params.preset.change(bind(parameters.on_preset, s),
+                                   {s.input.backend, s.input.model, s.params.preset, *s.params.inputs()}, layout,
+                                   **private))
     s.params.preset.change(bind(saved_presets.on_chosen, s), s.params.preset, s.presets.download, **private)
     everything = {s.input.image, s.input.backend, s.input.model, s.input.api_key, s.params.randomize,
                   s.history.entries, s.history.selected, *s.params.inputs()}
@@ -104,33 +110,40 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
                            s.params.controls["seed"]},
                           outputs, concurrency_limit=None, **private)
     s.stop.click(bind(run.on_cancel, s), None, s.output.status, queue=False, **private)
-    _wire_framing(s)
-    _wire_restore(s, everything, outputs)
+    reframe(s.framing.size.input(bind(framing.on_size, s), s.framing.size,
+                                 [s.params.controls["width"], s.params.controls["height"]], **private))
+    for trigger in framing.triggers(s):  # the person's own changes to the photo and the frame
+        reframe(trigger)
+    _wire_restore(s, everything, outputs, reframe)
     _wire_sweep(s, everything)
     _wire_presets(s, everything)
-    demo.load(bind(on_load, s), None, layout, **private)
+    reframe(demo.load(bind(on_load, s), None, layout, **private))
     demo.load(bind(history.on_load, s), s.history.entries, s.history.gallery, **private)
     demo.load(bind(saved_presets.on_load, s), None, s.params.preset, **private)
     demo.unload(bind(run.on_unload, s))
     api.register(s.runner, default_backend())
 
 
-def _wire_framing(s: Studio) -> None:
-    private = {"api_visibility": "private"}
-    s.framing.size.input(bind(framing.on_size, s), s.framing.size,
-                         [s.params.controls["width"], s.params.controls["height"]], **private)
-    gr.on(framing.triggers(s), bind(framing.on_change, s), framing.inputs(s),
-          [s.framing.picture, s.framing.caption], trigger_mode="always_last", show_progress="hidden", **private)
+def _framing(s: Studio):
+    """``reframe(event)``: refresh the framing preview after ``event``."""
+    handler = bind(framing.on_change, s)
+
+    def reframe(event: Any) -> None:
+        then = event.then if hasattr(event, "then") else event  # a dependency, or a trigger such as .upload
+        then(handler, framing.inputs(s), [s.framing.picture, s.framing.caption], trigger_mode="always_last",
+             show_progress="hidden", api_visibility="private")
+
+    return reframe
 
 
-def _wire_restore(s: Studio, everything: set, outputs: list) -> None:
+def _wire_restore(s: Studio, everything: set, outputs: list, reframe: Any) -> None:
     private = {"api_visibility": "private"}
     restored = [*s.restore_outputs(), s.history.note, s.input.image]
-    s.restorer.file.upload(bind(restore.on_file, s), {s.restorer.file, *everything},
-                           [*s.restore_outputs(), s.restorer.note], **private)
+    reframe(s.restorer.file.upload(bind(restore.on_file, s), {s.restorer.file, *everything},
+                                   [*s.restore_outputs(), s.restorer.note], **private))
     s.history.gallery.select(bind(history.on_pick, s), s.history.entries,
                              [*s.output.components(), *s.history.components()], **private)
-    s.history.reuse.click(bind(history.on_reuse, s), everything, restored, **private)
+    reframe(s.history.reuse.click(bind(history.on_reuse, s), everything, restored, **private))
     s.history.again.click(bind(run.on_again, s), everything, [*outputs, *restored], concurrency_limit=None,
                           **private)
 
@@ -138,8 +151,8 @@ def _wire_restore(s: Studio, everything: set, outputs: list) -> None:
 def _wire_sweep(s: Studio, everything: set) -> None:
     private = {"api_visibility": "private"}
     s.sweep.mode.change(bind(sweep.on_mode, s), s.sweep.mode, [s.sweep.parameter, s.sweep.values], **private)
-    s.sweep.parameter.change(bind(sweep.on_parameter, s), {s.input.backend, s.input.model, s.sweep.parameter},
-                             s.sweep.values, **private)
+    s.sweep.parameter.input(bind(sweep.on_parameter, s), {s.input.backend, s.input.model, s.sweep.parameter},
+                            s.sweep.values, **private)
     s.sweep.run.click(
         bind(sweep.on_sweep, s), {*everything, s.sweep.mode, s.sweep.parameter, s.sweep.values},
         [*s.sweep.outputs(), s.history.entries, s.history.gallery], concurrency_limit=None, **private,

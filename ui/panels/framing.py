@@ -77,5 +77,10 @@ def inputs(s: Studio) -> set[gr.Component]:
 
 
 def triggers(s: Studio) -> list:
-    return [s.input.image.change, s.input.backend.change, s.input.model.change,
-            *(s.params.controls[n].change for n in FRAMING if n in s.params.controls)]
+    """The person's own changes that move the frame (programmatic ones chain a refresh)."""
+    found = [s.input.image.change]
+    for name in FRAMING:
+        control = s.params.controls.get(name)
+        if control is not None:
+            found.append(control.release if hasattr(control, "release") else control.input)
+    return found

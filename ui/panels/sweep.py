@@ -85,10 +85,13 @@ class SweepPanel:
 
     def describe(self, backend: backends.Backend, model: str) -> dict:
         names = sweep.sweepable(backend, model)
-        return {self.parameter: gr.update(choices=names, value=names[0] if names else None)}
+        first = names[0] if names else None
+        suggested = sweep.suggest(backend, model, first) if first else []
+        return {self.parameter: gr.update(choices=names, value=first),
+                self.values: ", ".join(f"{v:g}" for v in suggested)}
 
     def layout_outputs(self) -> list[gr.Component]:
-        return [self.parameter]
+        return [self.parameter, self.values]
 
     def outputs(self) -> list[gr.Component]:
         return [self.grid, self.status, *self.cells, *self.opens, self.results]
