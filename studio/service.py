@@ -119,9 +119,14 @@ def _finish(chosen: backends.Backend, result: Result, started: float, request: G
 def make_gif(result: Result) -> Path:
     """The GIF beside the MP4, made on demand: it costs several times the MP4's encoding."""
     if result.gif is None:
-        gif = video.mp4_to_gif(result.video, result.video.with_suffix(".gif"))
-        result.gif = recipe.stamp_gif(gif, recipe.make(result.used))
+        result.gif = gif_for(result.video, result.used)
     return result.gif
+
+
+def gif_for(mp4: Path, used: dict[str, Any]) -> Path:
+    """The GIF of a studio MP4, carrying the same recipe."""
+    gif = video.mp4_to_gif(mp4, mp4.with_suffix(".gif"))
+    return recipe.stamp_gif(gif, recipe.make(used))
 
 
 def make_poster(result: Result) -> Path:

@@ -104,11 +104,14 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
     everything = {s.input.image, s.input.backend, s.input.model, s.input.api_key, s.params.randomize,
                   s.history.entries, s.history.selected, *s.params.inputs()}
     outputs = run.job_outputs(s)
-    s.go.click(bind(run.on_generate, s), everything, outputs, concurrency_limit=None, **private)
+    gif = bind(run.on_gif, s)
+    s.go.click(bind(run.on_generate, s), everything, outputs, concurrency_limit=None, **private
+               ).success(gif, s.history.entries, run.gif_outputs(s), **private)
     s.resume.button.click(bind(run.on_resume, s),
                           {s.input.backend, s.input.api_key, s.resume.task_id, s.history.entries,
                            s.params.controls["seed"]},
-                          outputs, concurrency_limit=None, **private)
+                          outputs, concurrency_limit=None, **private
+                          ).success(gif, s.history.entries, run.gif_outputs(s), **private)
     s.stop.click(bind(run.on_cancel, s), None, s.output.status, queue=False, **private)
     reframe(s.framing.size.input(bind(framing.on_size, s), s.framing.size,
                                  [s.params.controls["width"], s.params.controls["height"]], **private))
@@ -130,7 +133,8 @@ def _framing(s: Studio):
 
     def reframe(event: Any) -> None:
         then = event.then if hasattr(event, "then") else event  # a dependency, or a trigger such as .upload
-        then(handler, framing.inputs(s), [s.framing.picture, s.framing.caption], trigger_mode="always_last",
+        then(handler, framing.inputs(s), [s.framing.picture, s.framing.caption, s.framing.size],
+             trigger_mode="always_last",
              show_progress="hidden", api_visibility="private")
 
     return reframe
@@ -145,7 +149,7 @@ def _wire_restore(s: Studio, everything: set, outputs: list, reframe: Any) -> No
                              [*s.output.components(), *s.history.components()], **private)
     reframe(s.history.reuse.click(bind(history.on_reuse, s), everything, restored, **private))
     s.history.again.click(bind(run.on_again, s), everything, [*outputs, *restored], concurrency_limit=None,
-                          **private)
+                          **private).success(bind(run.on_gif, s), s.history.entries, run.gif_outputs(s), **private)
 
 
 def _wire_sweep(s: Studio, everything: set) -> None:

@@ -38,16 +38,16 @@ class FramingPanel:
 
     def describe(self, backend: backends.Backend, model: str) -> dict:
         sizes = backend.sizes(model)
-        return {self.size: gr.update(choices=[(label, f"{w}x{h}") for label, w, h in sizes], value=None,
-                                     visible=bool(sizes))}
+        return {self.size: gr.update(choices=[(f"{label} ({w}x{h})", f"{w}x{h}") for label, w, h in sizes],
+                                     value=None, visible=bool(sizes))}
 
     def layout_outputs(self) -> list[gr.Component]:
         return [self.size]
 
 
 def on_size(s: Studio, value: str | None) -> dict:
-    if not value:
-        return {}
+    if not value:  # Gradio reads an empty dict as one value, not as "no updates"
+        return {s.params.controls["width"]: gr.update()}
     width, height = (int(v) for v in value.split("x"))
     return {s.params.controls["width"]: width, s.params.controls["height"]: height}
 
@@ -64,11 +64,15 @@ def on_change(s: Studio, data: dict) -> dict:
         framed = service.framing(image, name, params)
     except StudioError as exc:
         return {s.framing.caption: f"Cannot frame it yet: {exc}"}
-    label = backends.get_backend(name).label
+    backend = backends.get_backend(name)
+    label = backend.label
     mode = params.get("resize_mode") or "crop"
+    asked = f"{params.get('width')}x{params.get('height')}"
+    standard = {f"{w}x{h}" for _, w, h in backend.sizes(params["model"])}
     text = f"{label} gets this frame: **{framed.width}x{framed.height}**" + (
         f" ({mode})" if "resize_mode" in params else "") + "."
-    return {s.framing.picture: framed.image, s.framing.caption: text + (f" {framed.note}" if framed.note else "")}
+    return {s.framing.picture: framed.image, s.framing.caption: text + (f" {framed.note}" if framed.note else ""),
+            s.framing.size: asked if asked in standard else None}  # the radio names the size the page has
 
 
 def inputs(s: Studio) -> set[gr.Component]:
@@ -82,5 +86,5 @@ def triggers(s: Studio) -> list:
     for name in FRAMING:
         control = s.params.controls.get(name)
         if control is not None:
-            found.append(control.release if hasattr(control, "release") else control.input)
+            found.append(control.input)  # a drag, a typed value, a pick: the person's own change
     return found

@@ -68,7 +68,7 @@ def on_preset(s: Studio, data: dict) -> dict:
     """Apply a preset's values over what is on the page; what it does not set stays."""
     chosen = presets.load_all().get(data[s.params.preset])  # saved presets included, as of now
     if chosen is None:
-        return {}
+        return {s.input.model: gr.update()}  # Gradio reads an empty dict as one value, not "no updates"
     updates, skipped = s.apply(data[s.input.backend], chosen.values(), data)
     if skipped:
         label = backends.get_backend(data[s.input.backend]).label

@@ -59,8 +59,8 @@ def on_save(s: Studio, data: dict) -> dict:
 
 
 def on_upload(s: Studio, path: str | None) -> dict:
-    if not path:
-        return {}
+    if not path:  # Gradio reads an empty dict as one value, not as "no updates"
+        return {s.presets.note: gr.update()}
     added = presets.import_file(path)
     return {
         s.params.preset: gr.update(choices=choices(), value=added.name),

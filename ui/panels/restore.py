@@ -24,15 +24,15 @@ class RestorePanel:
     @classmethod
     def build(cls) -> RestorePanel:
         file = gr.File(label="Restore settings: drop a video made here, or a settings JSON", file_types=FILE_TYPES,
-                       type="filepath", height=90, elem_id="restore-file")
+                       type="filepath", height=140, elem_id="restore-file")
         note = gr.Markdown(elem_id="restore-note")
         return cls(file, note)
 
 
 def on_file(s: Studio, data: dict) -> dict:
     path = data[s.restorer.file]
-    if not path:
-        return {}
+    if not path:  # Gradio reads an empty dict as one value, not as "no updates"
+        return {s.restorer.note: gr.update()}
     try:
         backend, values = recipe.settings(recipe.read(path))
     except NotARecipe as exc:

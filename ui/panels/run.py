@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -21,7 +22,7 @@ from studio.errors import Cancelled, StudioError
 from ui import controls
 from ui.errors import need, page_errors
 from ui.jobs import Preview, Task
-from ui.panels.history import entry, find, photo
+from ui.panels.history import available, entry, find, photo
 
 if TYPE_CHECKING:
     from ui.studio import Studio
@@ -100,16 +101,27 @@ async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any) 
         status: f"Done in {result.used['elapsed_seconds']} s · seed {seed if seed is not None else '-'}"
         + (f" · task id `{result.job_id}`" if result.job_id else ""),
     }
-    if item["gif"] is None:
-        # The GIF comes after the video is on screen: it takes several times longer to
-        # encode than the MP4, and API callers never need it.
-        try:
-            gif = await asyncio.to_thread(service.make_gif, result)
-        except StudioError as exc:
-            log.warning("No GIF for %s: %s", result.video, secrets.redact(str(exc)))
-            return
-        item = {**item, "gif": str(gif)}
-        yield {s.output.gif: gr.update(value=item["gif"], visible=True), **s.history.add(past, item)}
+
+
+async def on_gif(s: Studio, past: list[dict]) -> dict:
+    """The GIF of the video just made, as a step of its own after the video is on screen:
+    it takes several times longer to encode than the MP4, Generate must be free again at
+    once, and API callers never need it."""
+    past = list(past or [])
+    item = past[-1] if past else None
+    if item is None or item.get("gif") or not available(item):
+        return {s.output.gif: gr.update()}
+    try:
+        gif = await asyncio.to_thread(service.gif_for, Path(item["video"]), item["used"])
+    except StudioError as exc:
+        log.warning("No GIF for %s: %s", item["video"], secrets.redact(str(exc)))
+        return {s.output.gif: gr.update()}
+    return {s.output.gif: gr.update(value=str(gif), visible=True),
+            **s.history.add(past[:-1], {**item, "gif": str(gif)})}
+
+
+def gif_outputs(s: Studio) -> list[gr.Component]:
+    return [s.output.gif, s.history.entries, s.history.gallery]
 
 
 def job_outputs(s: Studio) -> list[gr.Component]:

@@ -45,6 +45,7 @@ class SweepPanel:
     status: gr.Markdown
     play: gr.Button
     cells: list[gr.Video]
+    captions: list[gr.Markdown]  # under each video: a label on the video would hide the value
     opens: list[gr.Button]
     results: gr.State  # history entry id per cell, in the order of the values
 
@@ -70,18 +71,19 @@ class SweepPanel:
             with gr.Row():
                 status = gr.Markdown(elem_id="sweep-status")
                 play = gr.Button("Play all from the start", size="sm", scale=0, elem_id="sweep-play")
-            cells, opens = [], []
+            cells, captions, opens = [], [], []
             for row in range(2):
                 with gr.Row():
                     for col in range(sweep.MAX_VALUES // 2):
                         i = row * sweep.MAX_VALUES // 2 + col
                         with gr.Column(min_width=160):
                             cells.append(gr.Video(visible=False, autoplay=True, loop=True, interactive=False,
-                                                  height=180, elem_id=f"sweep-cell-{i}"))
+                                                  height=180, show_label=False, elem_id=f"sweep-cell-{i}"))
+                            captions.append(gr.Markdown(visible=False, elem_id=f"sweep-caption-{i}"))
                             opens.append(gr.Button("Open in the player", size="sm", visible=False,
                                                    elem_id=f"sweep-open-{i}"))
         return cls(parts["mode"], parts["parameter"], parts["values"], parts["run"], grid, status, play,
-                   cells, opens, gr.State([]))
+                   cells, captions, opens, gr.State([]))
 
     def describe(self, backend: backends.Backend, model: str) -> dict:
         names = sweep.sweepable(backend, model)
@@ -94,7 +96,7 @@ class SweepPanel:
         return [self.parameter, self.values]
 
     def outputs(self) -> list[gr.Component]:
-        return [self.grid, self.status, *self.cells, *self.opens, self.results]
+        return [self.grid, self.status, *self.cells, *self.captions, *self.opens, self.results]
 
 
 def on_parameter(s: Studio, data: dict) -> dict:
@@ -136,8 +138,9 @@ async def on_sweep(s: Studio, data: dict, request: gr.Request) -> AsyncIterator[
     yield {
         s.sweep.grid: gr.update(visible=True),
         s.sweep.status: f"Starting {n} videos…",
-        **{cell: gr.update(visible=i < n, value=None, label=cells[i].label if i < n else None)
-           for i, cell in enumerate(s.sweep.cells)},
+        **{cell: gr.update(visible=i < n, value=None) for i, cell in enumerate(s.sweep.cells)},
+        **{caption: gr.update(visible=i < n, value=f"**{cells[i].label}**" if i < n else "")
+           for i, caption in enumerate(s.sweep.captions)},
         **{button: gr.update(visible=False) for button in s.sweep.opens},
         s.sweep.results: finished,
     }
@@ -155,7 +158,7 @@ async def on_sweep(s: Studio, data: dict, request: gr.Request) -> AsyncIterator[
             past = [*past, made]
             finished[i] = made["id"]
             yield {
-                s.sweep.cells[i]: gr.update(value=str(item.video), label=cells[i].label),
+                s.sweep.cells[i]: gr.update(value=str(item.video)),
                 s.sweep.opens[i]: gr.update(visible=True),
                 s.sweep.results: list(finished),
                 s.sweep.status: _status(texts, finished, n),
@@ -164,7 +167,7 @@ async def on_sweep(s: Studio, data: dict, request: gr.Request) -> AsyncIterator[
         else:
             finished[i] = ""
             why = "stopped" if isinstance(item, Cancelled) else secrets.redact(str(item))
-            yield {s.sweep.cells[i]: gr.update(value=None, label=f"{cells[i].label} · failed: {why}"),
+            yield {s.sweep.captions[i]: f"**{cells[i].label}** · failed: {why}",
                    s.sweep.status: _status(texts, finished, n)}
     made = sum(1 for f in finished if f)
     yield {s.sweep.status: f"**{made} of {n} videos made.** They play together; click **Open in the player** "
