@@ -81,13 +81,16 @@ def _seeds(limit: Any, first: int | None, count: int, same_seed: bool) -> list[i
 
 def extend(image: str | Path, backend: str, params: dict[str, Any], *, segments: int, same_seed: bool,
            smooth_seams: bool = False, api_key: str | None = None, on_segment: SegmentFn | None = None,
-           **hooks: Any) -> Result:
+           first: Result | None = None, **hooks: Any) -> Result:
     """Make ``segments`` videos, each from the last frame of the one before, and join them.
 
     ``hooks`` are ``service.generate``'s (``on_progress``, ``on_job_id``, ``on_preview``,
     ``cancel``); progress reads "segment 2 of 4 · ..." with the fraction of the whole run.
     ``on_segment(index, result)`` hears of each finished segment (index from 0), for a
     page that shows them as they come. A cancel raises ``Cancelled`` and starts nothing more.
+
+    ``first``: a video already made with these settings (the page's current video), which
+    is then segment 1 as it is: the run continues from its last frame.
     """
     started = time.monotonic()
     planned = plan(backend, params, segments=segments, same_seed=same_seed)
@@ -100,14 +103,17 @@ def extend(image: str | Path, backend: str, params: dict[str, Any], *, segments:
     for index, values in enumerate(planned):
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"Cancelled after segment {index} of {segments}; nothing more was started.")
-        result = service.generate(source, backend, values, api_key=api_key,
-                                  on_progress=_within(report, index, segments), **hooks)
+        if index == 0 and first is not None:
+            result = first
+        else:
+            result = service.generate(source, backend, values, api_key=api_key,
+                                      on_progress=_within(report, index, segments), **hooks)
         frames, rate = read_frames(result.video)
         fps = fps or rate
         results.append(result)
         clips.append(frames)
         if index + 1 < segments:
-            source = save_frame(frames[-1], result.video.parent / LAST_FRAME)
+            source = save_frame(frames[-1], result.video.with_name(LAST_FRAME))
         if on_segment is not None:
             on_segment(index, result)
 

@@ -182,3 +182,18 @@ def test_a_segment_of_another_size_is_resized_to_the_first():
     joined = extend.stitch([flat(0, 3, (4, 6)), flat(9, 3, (8, 12))])
     assert len(joined) == 5 and {f.shape for f in joined} == {(4, 6, 3)}
     assert int(joined[-1][0, 0, 0]) == 9
+
+
+def test_continuing_an_existing_video_keeps_it_as_the_first_segment(tiny_model, photo):
+    from studio import service
+
+    made = service.generate(photo, "local", {**SMALL, "seed": 21})
+    result, segments = run(photo, "local", {**SMALL, "seed": 21}, segments=3, same_seed=True, first=made)
+
+    assert segments[0] is made  # not made again: the run continues from its last frame
+    assert np.array_equal(pixels(made.video.parent / extend.LAST_FRAME), frames_of(made.video)[-1])
+    assert np.array_equal(pixels(segments[1].photo), frames_of(made.video)[-1])
+    assert video.probe(result.video) == (4 + 2 * 3, 128, 64)
+    joined, original = frames_of(result.video), frames_of(made.video)
+    assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(joined[:4], original, strict=True)) < 8
+    assert [s["seed"] for s in recipe.read(result.video)["segments"]] == [21, 21, 21]
