@@ -15,8 +15,9 @@ import backends
 from studio import secrets
 from ui import api
 from ui.jobs import Runner
-from ui.panels import framing, history, parameters, restore, run, sweep
+from ui.panels import finish, framing, history, parameters, restore, run, sweep
 from ui.panels import presets as saved_presets
+from ui.panels.finish import FinishPanel
 from ui.panels.framing import FramingPanel
 from ui.panels.history import HistoryPanel
 from ui.panels.input import InputPanel
@@ -81,8 +82,9 @@ def build_studio(runner: Runner | None = None) -> Studio:
         with gr.Column(scale=6):
             output = OutputPanel.build()
             sweeps = SweepPanel.build(sweep_controls)
+            finishing = FinishPanel.build()
             past = HistoryPanel.build()
-    return Studio(inputs, framing, params, saved, restorer, resume, sweeps, output, past, go, stop,
+    return Studio(inputs, framing, params, saved, restorer, resume, sweeps, output, finishing, past, go, stop,
                   runner or Runner())
 
 
@@ -90,13 +92,14 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
     layout = s.layout_outputs()
     private = {"api_visibility": "private"}
     reframe = _framing(s)
-    # Only the person's own pick reshapes the page (.select, .input): restoring settings sets
-    # the backend too, and must not have its values reset by a change event. Whatever
+    # Only the person's own pick reshapes the page (.select): restoring settings sets the
+    # backend too, and must not have its values reset by a change event; and .input fires
+    # twice for one pick in a dropdown, the second time with values the first has outdated. Whatever
     # reshapes the page is followed by the framing preview (.then), so the preview reads
     # the page once it is consistent, never halfway through an update.
     reframe(s.input.backend.select(bind(on_backend, s), s.input.backend, layout, **private))
-    reframe(s.input.model.input(bind(on_model, s), {s.input.backend, s.input.model, *s.params.inputs()}, layout,
-                                **private))
+    reframe(s.input.model.select(bind(on_model, s), {s.input.backend, s.input.model, *s.params.inputs()}, layout,
+                                 **private))
     reframe(s.params.preset.change(bind(parameters.on_preset, s),
                                    {s.input.backend, s.input.model, s.params.preset, *s.params.inputs()}, layout,
                                    **private))
@@ -120,6 +123,7 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
     _wire_restore(s, everything, outputs, reframe)
     _wire_sweep(s, everything)
     _wire_presets(s, everything)
+    _wire_finish(s, everything, outputs)
     reframe(demo.load(bind(on_load, s), None, layout, **private))
     demo.load(bind(history.on_load, s), s.history.entries, s.history.gallery, **private)
     demo.load(bind(saved_presets.on_load, s), None, s.params.preset, **private)
@@ -146,7 +150,7 @@ def _wire_restore(s: Studio, everything: set, outputs: list, reframe: Any) -> No
     reframe(s.restorer.file.upload(bind(restore.on_file, s), {s.restorer.file, *everything},
                                    [*s.restore_outputs(), s.restorer.note], **private))
     s.history.gallery.select(bind(history.on_pick, s), s.history.entries,
-                             [*s.output.components(), *s.history.components()], **private)
+                             [*s.output.components(), *s.history.components(), s.finish.current], **private)
     reframe(s.history.reuse.click(bind(history.on_reuse, s), everything, restored, **private))
     s.history.again.click(bind(run.on_again, s), everything, [*outputs, *restored], concurrency_limit=None,
                           **private).success(bind(run.on_gif, s), s.history.entries, run.gif_outputs(s), **private)
@@ -164,7 +168,17 @@ def _wire_sweep(s: Studio, everything: set) -> None:
     s.sweep.play.click(None, js=sweep.PLAY_TOGETHER)
     for i, button in enumerate(s.sweep.opens):
         button.click(bind(sweep.on_open, s, i), {s.sweep.results, s.history.entries},
-                     [*s.output.components(), s.history.selected], **private)
+                     [*s.output.components(), s.history.selected, s.finish.current], **private)
+
+
+def _wire_finish(s: Studio, everything: set, outputs: list) -> None:
+    private = {"api_visibility": "private"}
+    gif = bind(run.on_gif, s)
+    for button, handler in ((s.finish.run, finish.on_finish), (s.finish.extend, finish.on_extend)):
+        button.click(bind(handler, s), {*everything, *s.finish.inputs()}, outputs, concurrency_limit=None, **private
+                     ).success(gif, s.history.entries, run.gif_outputs(s), **private)
+    s.finish.webm.click(bind(finish.on_webm, s), {s.history.entries, s.history.selected}, s.finish.webm_file,
+                        **private)
 
 
 def _wire_presets(s: Studio, everything: set) -> None:
