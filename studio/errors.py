@@ -76,3 +76,8 @@ class OutOfMemory(BackendError):
 
 class NotARecipe(StudioError, ValueError):
     """A dropped file carries no settings the studio can restore (names the file, never its folder)."""
+
+
+class BadVideo(StudioError, ValueError):
+    """A video given to finishing cannot be used: not a video, empty, damaged, too long or
+    too short. One sentence that names the file, never its folder."""
