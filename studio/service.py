@@ -145,3 +145,16 @@ def framing(image: str | Path, backend: str, params: dict[str, Any]) -> backends
     chosen = backends.get_backend(backend)
     request = chosen.resolve(build_request(params, chosen))  # a random seed may be drawn: it does not matter here
     return chosen.frame(images.load_image(image), request)
+
+
+def finish_video(source: str | Path, *, target_fps: float | None = None, loop: str = "none",
+                 interpolation: str = "motion", **hooks: Any) -> Result:
+    """Finish any video (interpolate, loop) into a new job folder; the source is never
+    touched. ``used`` is the finished file's recipe: the source's own settings when it was
+    made here, plus ``finish``, what was done."""
+    from studio import finish  # ffmpeg work only: loaded when someone finishes a clip
+
+    done = finish.finish(source, outputs.job_dir("finish"), target_fps=target_fps, loop=loop,
+                         interpolation=interpolation, on_progress=hooks.get("on_progress") or (lambda f, t: None),
+                         cancel=hooks.get("cancel"))
+    return Result(video=done.video, used=recipe.read(done.video))  # always stamped, at least with "finish"

@@ -422,3 +422,57 @@ def test_saving_a_preset_and_applying_it_again(page: Page, presets_dir: Path):
     wait_ready(page)
     select(page, "preset", name)
     expect(number_box(page, "motion_bucket_id")).to_have_value("61")
+
+
+# --- finishing ----------------------------------------------------------------------------------
+
+
+def finish_status(page: Page, start: str, timeout: float = GENERATION_TIMEOUT_MS) -> str:
+    expect(page.locator("#status")).to_contain_text(start, timeout=timeout)
+    return page.locator("#status").inner_text()
+
+
+def test_finishing_smooths_loops_and_extends_from_the_page(page: Page, tmp_path: Path):
+    add_photo(page)
+    quick_settings(page)
+    fix_seed(page, 321)
+    generate(page)
+    expect(page.locator("#finish-current")).to_contain_text("Finishing: local · seed 321")
+    history_before = history_count(page)
+
+    page.get_by_label("ping-pong (forward, then back)").check()
+    page.click("#finish-run")
+    status = finish_status(page, "Done: finished · 24 fps · ping-pong")
+    assert status.endswith("from local · seed 321"), status
+    expect(page.locator("#history .thumbnail-item")).to_have_count(history_before + 1)
+    finished = download(page, "download-mp4", tmp_path)
+    info = recipe.read(finished)["finish"]
+    assert (info["input_frames"], info["loop"], info["output_fps"]) == (4, "pingpong", 24)
+    assert video.probe(finished)[0] == info["output_frames"]
+
+    history_thumbnail(page, 1).click()  # back to the original clip: extending continues it
+    expect(page.locator("#finish-current")).to_contain_text("Finishing: local · seed 321")
+    page.get_by_role("tab", name="Extend").click()
+    page.locator("#extend-segments input[type=number]").fill("2")
+    page.locator("#extend-segments input[type=number]").press("Enter")
+    page.click("#extend-run")
+    finish_status(page, "Done: extended ×2 · local · seed 321")
+    extended = download(page, "download-mp4", tmp_path / "extended")
+    assert video.probe(extended)[0] == 4 + 3  # the seam frame once
+    assert [s["seed"] for s in recipe.read(extended)["segments"]][0] == 321
+
+
+def test_cancel_stops_a_long_finishing_at_once(page: Page, tmp_path: Path):
+    clip = tmp_path / "long.mp4"
+    y, x = np.mgrid[0:576, 0:1024]
+    frames = [((x + 40 * i) % 256)[..., None].repeat(3, axis=2).astype(np.uint8) ^ (y % 256)[..., None].astype(
+        np.uint8) for i in range(25)]
+    video.write_mp4(frames, clip, 8)
+    page.locator("#finish-upload input[type=file]").set_input_files(str(clip))
+    expect(page.locator("#finish-upload")).to_contain_text("long.mp4")
+    page.locator("#finish-fps input").fill("60")
+    page.locator("#finish-fps input").press("Enter")
+    page.click("#finish-run")
+    expect(page.locator("#status")).to_contain_text("Interpolating", timeout=60_000)
+    page.click("#cancel")
+    expect(page.locator("#status")).to_contain_text("Stopped", timeout=10_000)

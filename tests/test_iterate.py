@@ -123,7 +123,7 @@ def test_a_bad_sweep_is_refused_before_anything_starts(client, servers, backend,
     assert len(ml.requests) + len(nv.requests) == before  # nothing was submitted, nothing paid for
 
 
-def test_mcp_tools_are_generate_sweep_and_read_settings(tiny_model):
+def test_mcp_tools_are_the_studio_endpoints_without_resume(tiny_model):
     """What an agent sees: the tool list over the MCP protocol itself."""
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client
@@ -136,9 +136,56 @@ def test_mcp_tools_are_generate_sweep_and_read_settings(tiny_model):
 
     with launched_studio({"MCP_SERVER": "1"}) as url:
         tools = {tool.name: tool for tool in asyncio.run(list_tools(url))}
-    assert set(tools) == {"generate", "sweep", "read_settings"}
+    assert set(tools) == {"generate", "sweep", "read_settings", "finish", "extend"}
     assert "one video per value" in tools["sweep"].description
     properties = tools["sweep"].inputSchema["properties"]
     assert {"image", "backend", "parameter", "values", "motion_bucket_id", "api_key"} <= set(properties)
     assert "How much the picture moves" in properties["motion_bucket_id"]["description"]
     assert "video made by this studio" in tools["read_settings"].description
+
+
+# --- finishing and extending through the API ------------------------------------------------
+
+
+def test_finish_smooths_and_loops_a_studio_video_and_keeps_its_recipe(client):
+    path, used = client.predict(image=handle_file(str(EXAMPLES / "rocket.jpg")), backend="local",
+                                **{**SMALL, "num_frames": 6, "fps": 8, "seed": 5}, api_name="/generate")
+    before = Path(path).read_bytes()
+    finished, info = client.predict(handle_file(path), target_fps=24, loop="pingpong", interpolation="blend",
+                                     api_name="/finish")
+    assert info["input_frames"] == 6 and info["input_fps"] == 8 and info["output_fps"] == 24
+    assert info["loop"] == "pingpong" and info["interpolation"] == "blend"
+    frames, width, height = video.probe(finished)
+    assert frames == info["output_frames"] and (width, height) == (128, 64)
+    # 6 frames ping-pong to 10 (the turning frames once), then 8 to 24 fps: three times as many.
+    assert frames == 30
+    settings = client.predict(handle_file(finished), api_name="/read_settings")
+    assert settings["seed"] == 5 and settings["backend"] == "local" and settings["finish"] == info
+    assert Path(path).read_bytes() == before  # the source is never changed
+
+
+def test_finish_refuses_what_it_cannot_finish_in_one_sentence(client, tmp_path):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video at all")
+    with pytest.raises(Exception) as info:
+        client.predict(handle_file(str(notes)), target_fps=24, api_name="/finish")
+    assert "notes.mp4" in str(info.value) and "Traceback" not in str(info.value)
+    assert str(tmp_path) not in str(info.value)
+    clip = tmp_path / "clip.mp4"
+    video.write_mp4([np.full((48, 64, 3), i * 30, np.uint8) for i in range(5)], clip, 8)
+    with pytest.raises(Exception) as info:
+        client.predict(handle_file(str(clip)), target_fps=99, api_name="/finish")
+    assert "target_fps must be 12-60 for finishing, got 99" in str(info.value)
+
+
+def test_extend_chains_segments_and_lists_each_one(client):
+    path, segments = client.predict(image=handle_file(str(EXAMPLES / "coffee.png")), backend="local",
+                                    segments=3, same_seed=False, **SMALL, seed=9, api_name="/extend")
+    assert video.probe(path) == (4 + 2 * 3, 128, 64)  # each later segment's first frame is the seam
+    assert len(segments) == 3 and segments[0]["seed"] == 9 and len({s["seed"] for s in segments}) == 3
+    settings = client.predict(handle_file(path), api_name="/read_settings")
+    assert [s["seed"] for s in settings["segments"]] == [s["seed"] for s in segments]
+    with pytest.raises(Exception) as info:
+        client.predict(image=handle_file(str(EXAMPLES / "coffee.png")), backend="local", segments=9,
+                       api_name="/extend")
+    assert "segments must be 2 to 8 for Local GPU (diffusers), got 9" in str(info.value)

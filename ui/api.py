@@ -4,6 +4,9 @@
 - ``/sweep(image, backend, parameter, values, <request fields>, <options>, api_key)``
   -> (videos, parameters used for each), both in the order of ``values``
 - ``/read_settings(file)`` -> the settings a studio video or settings JSON carries
+- ``/finish(video, target_fps, loop, interpolation)`` -> (finished video, what was done)
+- ``/extend(image, backend, segments, same_seed, <request fields>, <options>, api_key)``
+  -> (joined video, parameters used for each segment)
 - ``/resume(task_id, backend, api_key)`` -> (video, parameters used)
 
 The signatures are built from the request model and every option any backend declares,
@@ -24,7 +27,7 @@ from gradio.data_classes import FileData
 
 import backends
 from backends.base import Flag, Limit, Range, Result
-from studio import recipe, secrets, service, sweep
+from studio import extend, recipe, secrets, service, sweep
 from studio.request import PARAMETERS, GenerationRequest, describe
 from ui.errors import need, page_errors
 from ui.jobs import Runner, Task, client_alive
@@ -38,6 +41,8 @@ def register(runner: Runner, default_backend: str) -> None:
     gr.api(generate_endpoint(runner, default_backend), api_name="generate", concurrency_limit=None)
     gr.api(sweep_endpoint(runner, default_backend), api_name="sweep", concurrency_limit=None)
     gr.api(read_settings, api_name="read_settings")
+    gr.api(finish_endpoint(runner), api_name="finish", concurrency_limit=None)
+    gr.api(extend_endpoint(runner, default_backend), api_name="extend", concurrency_limit=None)
     resume = resume_endpoint(runner)
     resume._mcp_type = "none"  # type: ignore[attr-defined] # scripts only: not one of the agents' tools
     gr.api(resume, api_name="resume", concurrency_limit=None)
@@ -164,6 +169,58 @@ def sweep_endpoint(runner: Runner, default_backend: str) -> Any:
         head, tuple[list[Optional[FileData]], list[dict]],
         "Two lists in the order of values: the MP4 videos (None where one failed), and the parameters used for "
         "each (with 'error' where one failed).", call)
+
+
+def finish_endpoint(runner: Runner) -> Any:
+    async def finish(video: FileData, request: gr.Request, target_fps: Optional[float] = None, loop: str = "none",
+                     interpolation: str = "motion") -> tuple[FileData, dict]:
+        """Smooth a video to a higher frame rate and/or make it loop, keeping its length. Works on any MP4,
+        WebM or MOV (at most 600 frames), not only this studio's; the original is never changed.
+
+        Args:
+            video: The video to finish.
+            target_fps: The frame rate to reach, 12 to 60 (24 or 30 are usual); empty keeps the video's rate.
+            loop: 'none'; 'pingpong' (forward then backward, the turning frames shown once); or 'crossfade' (the
+                end fades into the start, so it loops with no jump and about the same length).
+            interpolation: How in-between frames are made: 'motion' (motion-compensated, follows movement, slower)
+                or 'blend' (cross-fades, fast).
+
+        Returns:
+            The finished MP4, and what was done: input frames and fps, output frames and fps, method, loop.
+        """
+        source = _path(video, "video", "upload the video to finish")
+        with page_errors():
+            task = functools.partial(service.finish_video, source, target_fps=target_fps, loop=loop,
+                                     interpolation=interpolation)
+            result = await _run(runner, task, request)
+            return FileData(path=str(result.video)), result.used.get("finish", {})
+
+    return finish
+
+
+def extend_endpoint(runner: Runner, default_backend: str) -> Any:
+    head = [(inspect.Parameter("image", KIND, annotation=FileData), "The photo the first segment starts from."),
+            (inspect.Parameter("backend", KIND, default=default_backend, annotation=str), _backend_doc()),
+            (inspect.Parameter("segments", KIND, default=3, annotation=int),
+             f"How many clips to chain, {extend.MIN_SEGMENTS} to {extend.MAX_SEGMENTS}: each next one starts from "
+             "the last frame of the one before."),
+            (inspect.Parameter("same_seed", KIND, default=False, annotation=bool),
+             "True: every segment uses the same seed; False: a new seed for each segment after the first.")]
+
+    async def call(values: dict, api_key: str | None, request: gr.Request) -> tuple[FileData, list]:
+        image = _path(values.pop("image"), "image", "upload a photo (PNG, JPEG or WebP)")
+        backend, segments, same_seed = values.pop("backend"), values.pop("segments"), values.pop("same_seed")
+        task = functools.partial(extend.extend, image, backend, values, segments=segments,
+                                 same_seed=bool(same_seed), api_key=api_key)
+        result = await _run(runner, task, request)
+        return FileData(path=str(result.video)), result.used["segments"]
+
+    return _endpoint(
+        "extend", "Make a longer video: several clips chained from each one's last frame on one backend with the "
+        "same settings, joined into one MP4 without repeating the seam frames.",
+        head, tuple[FileData, list[dict]],
+        "The joined MP4 (its settings, every segment's included, are stored in its comment tag) and the parameters "
+        "used for each segment, in order.", call)
 
 
 def read_settings(file: FileData) -> dict:

@@ -18,6 +18,7 @@ import gradio as gr
 import backends
 from ui import controls
 from ui.jobs import Runner
+from ui.panels.finish import FinishPanel
 from ui.panels.framing import FramingPanel
 from ui.panels.history import HistoryPanel
 from ui.panels.input import InputPanel
@@ -39,6 +40,7 @@ class Studio:
     resume: ResumePanel
     sweep: SweepPanel
     output: OutputPanel
+    finish: FinishPanel
     history: HistoryPanel
     go: gr.Button
     stop: gr.Button

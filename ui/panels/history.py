@@ -106,6 +106,7 @@ def on_pick(s: Studio, evt: gr.SelectData, past: list[dict]) -> dict:
     item = list(reversed(past or []))[evt.index]
     actions = {
         s.history.selected: item["id"],
+        s.finish.current: f"Finishing: **{item['caption']}**",
         s.history.reuse: gr.update(interactive=True),
         s.history.again: gr.update(interactive=True),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +68,13 @@ def on_unload(s: Studio, request: gr.Request) -> None:
     s.runner.leave_session(request.session_hash)
 
 
-async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any) -> AsyncIterator[dict]:
-    """Run one job and turn its progress, result or error into page updates."""
+async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any, *,
+                label: Callable[[Result], str] | None = None, source: str | None = None) -> AsyncIterator[dict]:
+    """Run one job and turn its progress, result or error into page updates.
+
+    A video made from another one (finished, extended) gets its own ``label`` and names
+    its ``source`` entry; it leaves the seed control alone, which belongs to new runs.
+    """
     status = s.output.status
     result: Result | None = None
     with page_errors():
@@ -91,15 +96,19 @@ async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any) 
     except StudioError as exc:  # a thumbnail is a nicety: the video itself is what matters
         log.warning("No thumbnail for %s: %s", result.video, secrets.redact(str(exc)))
         poster = None
-    item = entry(result, poster)
+    item = entry(result, poster, label=label(result) if label else None) | ({"source": source} if source else {})
     seed = result.used.get("seed")
     past = data[s.history.entries]
+    done = f"Done: {item['caption']}" if label else (
+        f"Done in {result.used['elapsed_seconds']} s · seed {seed if seed is not None else '-'}"
+        + (f" · task id `{result.job_id}`" if result.job_id else ""))
     yield {
         **s.output.show(item),
         **s.history.add(past, item),
-        s.params.controls["seed"]: seed if seed is not None else data[s.params.controls["seed"]],
-        status: f"Done in {result.used['elapsed_seconds']} s · seed {seed if seed is not None else '-'}"
-        + (f" · task id `{result.job_id}`" if result.job_id else ""),
+        s.history.selected: item["id"],  # the current video: what the finishing panel acts on
+        s.finish.current: f"Finishing: **{item['caption']}**",
+        s.params.controls["seed"]: seed if seed is not None and label is None else data[s.params.controls["seed"]],
+        status: done,
     }
 
 
@@ -125,7 +134,8 @@ def gif_outputs(s: Studio) -> list[gr.Component]:
 
 
 def job_outputs(s: Studio) -> list[gr.Component]:
-    return [*s.output.components(), s.params.controls["seed"], s.history.entries, s.history.gallery]
+    return [*s.output.components(), s.params.controls["seed"], s.history.entries, s.history.gallery,
+            s.history.selected, s.finish.current]
 
 
 async def on_again(s: Studio, data: dict, request: gr.Request,

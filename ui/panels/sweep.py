@@ -186,4 +186,4 @@ def on_open(s: Studio, index: int, data: dict) -> dict:
     if item is None:
         return {s.output.status: "That video is not ready yet."}
     return s.output.show(item) | {s.output.status: f"Showing {item['caption']} from the sweep.",
-                                  s.history.selected: item["id"]}
+                                  s.history.selected: item["id"], s.finish.current: f"Finishing: **{item['caption']}**"}
