@@ -26,7 +26,9 @@ def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
     settings: dict[str, Any] = dict(
         theme=gr.themes.Soft(primary_hue="indigo"),
         css=ui.CSS,
-        allowed_paths=[str(outputs.run_dir())],  # outputs only; nothing else on disk is served
+        # Outputs only (OUTPUT_DIR/svd-studio, or a temp folder); nothing else on disk is served.
+        # Using the folder starts its sweeper (OUTPUT_MAX_AGE_MINUTES, OUTPUT_MAX_MB).
+        allowed_paths=[str(outputs.run_dir())],
         max_file_size=MAX_UPLOAD,
         show_error=True,  # our errors are sentences; Gradio's own (a refused URL) are too
     )
@@ -45,6 +47,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     secrets.install_log_filter()
+    import backends  # BACKENDS is checked here; on ZeroGPU the model loads now, before launch, as it must
+
+    backends.start_up()
     launch(build_demo())
 
 

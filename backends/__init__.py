@@ -1,6 +1,15 @@
-"""The backend registry: adding a backend is one module and one line here."""
+"""The backend registry: adding a backend is one module and one line here.
+
+The owner chooses what the page and the API offer with BACKENDS, e.g. "novita,modelslab":
+those backends only, in that order, the first being the default. Unset or empty: all of
+them, in the registry's order. A name the registry does not know stops the app at
+start-up (a typo would otherwise quietly offer less than meant).
+"""
 
 from __future__ import annotations
+
+import os
+from typing import Iterable
 
 from backends.base import Backend, Choice, Flag, Job, Limit, Option, Range, Result, Text
 from backends.local import LocalBackend
@@ -15,17 +24,37 @@ _REGISTRY: dict[str, type[Backend]] = {
 _INSTANCES: dict[str, Backend] = {}
 
 
+BACKENDS_ENV = "BACKENDS"
+
+
 def names() -> list[str]:
-    return list(_REGISTRY)
+    """The backends offered, in order; the first is the default (see the module's docstring)."""
+    raw = os.environ.get(BACKENDS_ENV, "")
+    wanted = list(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    if not wanted:
+        return list(_REGISTRY)
+    unknown = [n for n in wanted if n not in _REGISTRY]
+    if unknown:
+        from studio.errors import BadSetting
+
+        raise BadSetting(
+            f"{BACKENDS_ENV} must list backends of this studio, separated by commas ({_quoted(_REGISTRY)}), "
+            f"got {raw!r}: {_quoted(unknown)} {'is' if len(unknown) == 1 else 'are'} not one of them."
+        )
+    return wanted
+
+
+def _quoted(items: Iterable[str]) -> str:
+    return ", ".join(f"'{n}'" for n in items)
 
 
 def get_backend(name: str) -> Backend:
-    """The shared instance of backend ``name``; an unknown name lists the known ones."""
-    if name not in _REGISTRY:
-        known = ", ".join(f"'{n}'" for n in _REGISTRY)
+    """The shared instance of backend ``name``; a name not offered lists those that are."""
+    offered = names()
+    if name not in offered:
         from studio.errors import InvalidParameter
 
-        raise InvalidParameter("backend", name, f"one of {known}", "this studio")
+        raise InvalidParameter("backend", name, f"one of {_quoted(offered)}", "this studio")
     if name not in _INSTANCES:
         _INSTANCES[name] = _REGISTRY[name]()
     return _INSTANCES[name]
@@ -43,7 +72,19 @@ def all_options() -> dict[str, Option]:
     return found
 
 
+def start_up() -> None:
+    """What must happen before the app launches: BACKENDS is checked, and on ZeroGPU the
+    local backend (when offered) registers its GPU function and loads its model onto the GPU."""
+    from backends import zerogpu
+
+    offered = names()
+    if zerogpu.active() and LocalBackend.name in offered:
+        local = get_backend(LocalBackend.name)
+        assert isinstance(local, LocalBackend)
+        local.warm_up()
+
+
 __all__ = [
     "Backend", "Choice", "Flag", "Job", "Limit", "Option", "Range", "Result", "Text", "all_options", "get_backend",
-    "names",
+    "names", "start_up",
 ]

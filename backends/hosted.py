@@ -35,7 +35,7 @@ from backends import http, media
 from backends.base import Backend, Job, Result
 from backends.polling import PollState, Timing, Transient, poll, retrying
 from studio import secrets
-from studio.errors import GenerationFailed, InvalidParameter, MissingKey, ProviderError
+from studio.errors import GenerationFailed, InvalidParameter, MissingKey, ProviderError, VideoTooLarge
 from studio.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,16 @@ class HostedBackend(Backend):
 
     def api_key(self, job: Job) -> str:
         """The key pasted on the page wins over the environment; none at all is a clear
-        ``MissingKey`` raised before any network call."""
+        ``MissingKey`` raised before any network call.
+
+        Only the environment's key is masked for everyone from now on: a pasted key is
+        its visitor's alone, masked in that job's messages by ``studio.service``
+        (``secrets.job_secret``) and forgotten when the job ends."""
         env = self.key_env or ""
-        key = (job.api_key or "").strip() or os.environ.get(env, "").strip()
-        secrets.remember(key)  # from now on it is masked in every message and log line
+        key = (job.api_key or "").strip()
+        if not key:
+            secrets.remember_environment(env)  # the operator's key, even if set after the page was built
+            key = os.environ.get(env, "").strip()
         if not key:
             raise MissingKey(f"{self.label} needs an API key: set {env} or paste a key into the API key field.")
         return key
@@ -244,6 +250,8 @@ class HostedBackend(Backend):
             try:
                 return media.save_video(self.client, link, stem, job_id=task_id, provider=self.provider,
                                         timeouts=self.timeouts)
+            except VideoTooLarge:
+                raise  # the other links are the same video: they would be as large
             except GenerationFailed as exc:
                 log.warning("%s task %s: download failed: %s", self.provider, task_id, exc)
                 errors.append(exc)

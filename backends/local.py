@@ -4,7 +4,12 @@ torch and diffusers are imported on the first generation, not before, so the pag
 served in seconds. The loaded pipeline is cached; one local job runs at a time because a
 GPU runs one SVD job well and two badly (``concurrency`` 1: the service's slots make the
 others wait and tell them their place). What the machine cannot do is refused in
-``preflight``, before a job waits for the GPU.
+``preflight``, before a job waits for the GPU: on a CPU, a video estimated to take longer
+than LOCAL_CPU_MAX_SECONDS (``backends.estimate``).
+
+On a ZeroGPU Space (``backends.zerogpu``) the model is loaded onto the GPU at start-up
+(``warm_up``) and each generation is one ``spaces.GPU`` call asking for the time that
+request needs.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from backends import estimate, zerogpu
 from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result
 from studio import video
 from studio.preview import LivePreview
@@ -32,18 +38,6 @@ NATIVE_FRAMES = {"svd": 14, "svd-xt": 25, "svd-xt-1-1": 25}
 CUSTOM = "custom"  # the model named by LOCAL_SVD_MODEL
 MEMORY_MODES = ("auto", "full_gpu", "model_offload", "sequential_offload")
 GIB = 1024**3
-
-
-def _gpu_decorator() -> Callable[[Callable], Callable]:
-    """``spaces.GPU`` on Hugging Face Spaces (ZeroGPU), a no-op everywhere else."""
-    if os.environ.get("SPACE_ID"):
-        try:
-            import spaces
-
-            return spaces.GPU(duration=300)
-        except ImportError:
-            pass
-    return lambda fn: fn
 
 
 class _Stop(Exception):
@@ -63,6 +57,7 @@ class LocalBackend(Backend):
         super().__init__()
         self._pipe: Any = None
         self._pipe_key: tuple | None = None
+        self._on_zerogpu: Callable | None = None  # _on_gpu under spaces.GPU, made once
 
     # --- declarations -------------------------------------------------------------
 
@@ -72,7 +67,10 @@ class LocalBackend(Backend):
 
     def model_choices(self) -> dict[str, str]:
         choices = {CUSTOM: f"LOCAL_SVD_MODEL ({self.custom_source})"} if self.custom_source else {}
-        return {**choices, **LABELS}
+        choices |= LABELS
+        if zerogpu.active():  # only the model loaded at start-up: another would load in the visitor's GPU time
+            return {self.default_model(): choices[self.default_model()]}
+        return choices
 
     def default_model(self) -> str:
         return CUSTOM if self.custom_source else "svd-xt"
@@ -103,7 +101,8 @@ class LocalBackend(Backend):
             "max_guidance_scale": Range(0.0, 20.0, 3.0, step=0.1, integer=False),
             "seed": Range(0, 2**32 - 1, None, optional=True),  # -1 also means random
             "decode_chunk_size": Range(1, 64, None, optional=True),
-            "memory_mode": Choice(MEMORY_MODES, "auto"),
+            # ZeroGPU places the model on its GPU at start-up; offloading would reload it in each call.
+            "memory_mode": Choice(MEMORY_MODES[:2] if zerogpu.active() else MEMORY_MODES, "auto"),
             "fast_mode": Flag(False),
         }
 
@@ -111,6 +110,8 @@ class LocalBackend(Backend):
 
     def preflight(self, request: GenerationRequest) -> None:
         """Refuse what this machine cannot do before the job waits for the GPU."""
+        if zerogpu.active():
+            return self._preflight_zerogpu(request)
         device, _ = pick_device()
         if request.memory_mode not in (None, "auto", "full_gpu") and device != "cuda":
             raise InvalidParameter(
@@ -127,10 +128,95 @@ class LocalBackend(Backend):
                 f"off with memory_mode '{request.memory_mode}' (compiling needs the whole model on the GPU)",
                 self.label,
             )
+        if device == "cpu":
+            self._refuse_long_cpu_runs(request)
+
+    def _refuse_long_cpu_runs(self, request: GenerationRequest) -> None:
+        """A video the CPU would take hours over is refused, with settings that fit."""
+        import torch
+
+        limit = estimate.cpu_max_seconds()
+        rate = estimate.cpu_rate(torch.get_num_threads())
+        scale = self._scale(request)
+        if scale[0] < estimate.SMALLEST_ESTIMATED:
+            return  # a test-size model: its cost is not what the estimate describes
+        run = estimate.Run.of(request)
+        seconds = run.tflop(*scale) / rate
+        if seconds <= limit:
+            return
+        head = f"On this machine's CPU this video would take about {estimate.say(seconds)} ({run.describe()})"
+        smaller = next((r for r in estimate.cheaper(run) if r.tflop(*scale) / rate <= limit), None)
+        if smaller is not None:
+            head += f"; at {smaller.describe(' and ')} it would take about {estimate.say(smaller.tflop(*scale) / rate)}"
+        raise BackendError(f"{head}. Lower the size, frames or steps{self._or_hosted()}.")
+
+    def _preflight_zerogpu(self, request: GenerationRequest) -> None:
+        if request.fast_mode:
+            raise InvalidParameter("fast_mode", True, "off on ZeroGPU (it does not support torch.compile)", self.label)
+        run = estimate.Run.of(request)
+        seconds = zerogpu.seconds_needed(self._work(request))
+        if seconds > zerogpu.MAX_SECONDS:
+            raise BackendError(
+                f"On ZeroGPU this video would need about {estimate.say(seconds)} of GPU time ({run.describe()}), "
+                f"more than the {estimate.say(zerogpu.MAX_SECONDS)} one call may have. "
+                f"Lower the size, frames or steps{self._or_hosted()}."
+            )
+
+    def _scale(self, request: GenerationRequest) -> tuple[float, float]:
+        """The model's UNet and VAE against SVD-XT's; read from disk, nothing loaded."""
+        return estimate.model_scale(self.models_source(request.model or self.default_model()))
+
+    def _work(self, request: GenerationRequest) -> float:
+        """TFLOP of this request with this model (``backends.estimate``)."""
+        return estimate.Run.of(request).tflop(*self._scale(request))
+
+    def _or_hosted(self) -> str:
+        import backends  # the registry imports this module, so it is asked late
+
+        return ", or pick a hosted backend" if any(n != self.name for n in backends.names()) else ""
 
     def generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
         job.check_cancelled()
-        return _gpu_decorator()(self._generate)(image, request, job)
+        if not zerogpu.active():
+            return self._generate(image, request, job)
+        call = self._zerogpu_call()
+        try:
+            with zerogpu.relayed(job):
+                outcome = call(image, request, job.workdir)
+        except Exception as exc:
+            kind = zerogpu.refusal(exc)
+            if kind is None:
+                raise
+            seconds = self._gpu_seconds(image, request, job.workdir)
+            raise BackendError(zerogpu.refusal_sentence(kind, seconds, bool(self._or_hosted()))) from exc
+        if isinstance(outcome, zerogpu.Failed):
+            outcome.throw()
+        return outcome
+
+    # --- ZeroGPU ----------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """On ZeroGPU, before the app launches: register the GPU function and load the
+        default model onto "cuda" (ZeroGPU hands what was placed there at start-up to each
+        GPU call), so that no call spends a visitor's GPU time loading it."""
+        self._zerogpu_call()  # imports spaces, which must come before torch touches CUDA
+        self._pipeline(self.default_model(), "auto")
+
+    def _zerogpu_call(self) -> Callable:
+        if self._on_zerogpu is None:
+            self._on_zerogpu = zerogpu.gpu(self._on_gpu, self._gpu_seconds)
+        return self._on_zerogpu
+
+    def _gpu_seconds(self, image: Image.Image, request: GenerationRequest, workdir: Path) -> int:
+        """The GPU time one call asks ZeroGPU for; called by ``spaces`` with the call's arguments."""
+        return zerogpu.seconds_asked(self._work(request))
+
+    def _on_gpu(self, image: Image.Image, request: GenerationRequest, workdir: Path) -> Result | zerogpu.Failed:
+        """One generation in ZeroGPU's worker process (see ``backends.zerogpu``)."""
+        try:
+            return self._generate(image, request, zerogpu.worker_job(workdir))
+        except BackendError as exc:
+            return zerogpu.Failed(type(exc), str(exc))
 
     def _generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
         r = request
@@ -191,7 +277,12 @@ class LocalBackend(Backend):
         import torch
 
         device, dtype = pick_device()
-        mode = memory_mode if memory_mode != "auto" else auto_memory_mode(device)
+        if memory_mode != "auto":
+            mode = memory_mode
+        elif device == "cuda" and zerogpu.active():
+            mode = "full_gpu"  # a 70 GB slice; its free memory is not known before a call
+        else:
+            mode = auto_memory_mode(device)
         if fast and mode != "full_gpu":  # 'auto' chose offloading: this GPU is too small to compile for
             raise InvalidParameter(
                 "fast_mode", True, f"off with memory_mode '{mode}' (compiling needs the whole model on the GPU)",
@@ -201,8 +292,9 @@ class LocalBackend(Backend):
         key = (source, mode, device, fast)
         if self._pipe_key == key:
             return self._pipe, device, mode
-        self._pipe = self._pipe_key = None  # drop the old one before loading the next
-        _free_cuda()
+        if self._pipe is not None:
+            self._pipe = self._pipe_key = None  # drop the old one before loading the next
+            _free_cuda()
         from diffusers import StableVideoDiffusionPipeline
         from diffusers.utils import logging as diffusers_logging
 

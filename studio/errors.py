@@ -81,3 +81,17 @@ class NotARecipe(StudioError, ValueError):
 class BadVideo(StudioError, ValueError):
     """A video given to finishing cannot be used: not a video, empty, damaged, too long or
     too short. One sentence that names the file, never its folder."""
+
+
+class LimitReached(StudioError):
+    """A hosted job would go past a limit on the owner's own API key (``studio.limits``).
+    One sentence: which limit, when it frees up, and that pasting one's own key lifts it."""
+
+
+class VideoTooLarge(GenerationFailed):
+    """A provider's video is over ``MAX_VIDEO_MB``: the download was stopped and nothing kept.
+    A class of its own so that the other links to the same video are not tried as well."""
+
+
+class BadSetting(StudioError, ValueError):
+    """An environment variable holds a value the studio cannot use; names the variable."""

@@ -20,6 +20,7 @@ after each seam in from that seam frame, which softens a jump in motion or colou
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import threading
@@ -32,7 +33,7 @@ from PIL import Image
 
 import backends
 from backends.base import ProgressFn, Range, Result
-from studio import outputs, recipe, service, video
+from studio import limits, outputs, recipe, service, video
 from studio.errors import Cancelled, GenerationFailed, InvalidParameter
 
 MIN_SEGMENTS, MAX_SEGMENTS = 2, 8
@@ -81,7 +82,7 @@ def _seeds(limit: Any, first: int | None, count: int, same_seed: bool) -> list[i
 
 def extend(image: str | Path, backend: str, params: dict[str, Any], *, segments: int, same_seed: bool,
            smooth_seams: bool = False, api_key: str | None = None, on_segment: SegmentFn | None = None,
-           first: Result | None = None, **hooks: Any) -> Result:
+           first: Result | None = None, visitor: str | None = None, **hooks: Any) -> Result:
     """Make ``segments`` videos, each from the last frame of the one before, and join them.
 
     ``hooks`` are ``service.generate``'s (``on_progress``, ``on_job_id``, ``on_preview``,
@@ -91,48 +92,60 @@ def extend(image: str | Path, backend: str, params: dict[str, Any], *, segments:
 
     ``first``: a video already made with these settings (the page's current video), which
     is then segment 1 as it is: the run continues from its last frame.
+
+    ``visitor``: who is asking; every new segment is a job on their allowance of the
+    owner's key, and the whole run is refused at once unless all of them fit.
     """
     started = time.monotonic()
     planned = plan(backend, params, segments=segments, same_seed=same_seed)
+    limits.check(backend, visitor, typed_key=bool((api_key or "").strip()), jobs=segments - (first is not None))
     report: ProgressFn = hooks.pop("on_progress", None) or (lambda fraction, text: None)
     cancel: threading.Event | None = hooks.get("cancel")
-    results: list[Result] = []
-    clips: list[list[np.ndarray]] = []
-    fps: float | None = None
-    source: str | Path = image
-    for index, values in enumerate(planned):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"Cancelled after segment {index} of {segments}; nothing more was started.")
-        if index == 0 and first is not None:
-            result = first
-        else:
-            result = service.generate(source, backend, values, api_key=api_key,
-                                      on_progress=_within(report, index, segments), **hooks)
-        frames, rate = read_frames(result.video)
-        fps = fps or rate
-        results.append(result)
-        clips.append(frames)
-        if index + 1 < segments:
-            source = save_frame(frames[-1], result.video.with_name(LAST_FRAME))
-        if on_segment is not None:
-            on_segment(index, result)
+    # Every job folder this run reads (the photo's, the first video's, each segment's) and the
+    # one it writes stay busy until it ends, so the output sweeper cannot take them midway.
+    with contextlib.ExitStack() as reading:
+        reading.enter_context(outputs.hold(image))
+        if first is not None:
+            reading.enter_context(outputs.hold(first.video))
+        results: list[Result] = []
+        clips: list[list[np.ndarray]] = []
+        fps: float | None = None
+        source: str | Path = image
+        for index, values in enumerate(planned):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"Cancelled after segment {index} of {segments}; nothing more was started.")
+            if index == 0 and first is not None:
+                result = first
+            else:
+                result = service.generate(source, backend, values, api_key=api_key, visitor=visitor,
+                                          on_progress=_within(report, index, segments), **hooks)
+                reading.enter_context(outputs.hold(result.video))  # still in its grace: safe to take
+            frames, rate = read_frames(result.video)
+            fps = fps or rate
+            results.append(result)
+            clips.append(frames)
+            if index + 1 < segments:
+                source = save_frame(frames[-1], result.video.with_name(LAST_FRAME))
+            if on_segment is not None:
+                on_segment(index, result)
 
-    report(None, f"Joining the {segments} segments into one video")
-    joined = stitch(clips, smooth=smooth_seams)
-    folder = outputs.job_dir(backend)
-    first = results[0]
-    # The files' own rate first: a provider that adds in-between frames plays faster than its fps setting.
-    mp4 = video.write_mp4(joined, folder / "extended.mp4", fps or float(first.used.get("fps") or 7))
-    used = {k: v for k, v in first.used.items() if k not in ("task_id", "elapsed_seconds")}  # per segment only
-    used |= {"segments": [r.used for r in results], "extended": segments, "same_seed": same_seed,
-             "smooth_seams": smooth_seams, "num_frames_total": len(joined),
-             "elapsed_seconds": round(time.monotonic() - started, 1)}
-    recipe.stamp(mp4, recipe.make(used))  # every segment's settings and seed travel with the video
-    photo = None
-    if first.photo is not None:  # the original photo, so "again" and a longer run can start over
-        photo = folder / first.photo.name
-        shutil.copyfile(first.photo, photo)
-    return Result(video=mp4, used=used, photo=photo, job_id=None)
+        report(None, f"Joining the {segments} segments into one video")
+        joined = stitch(clips, smooth=smooth_seams)
+        folder = outputs.job_dir(backend)
+        reading.callback(outputs.release, folder)
+        first = results[0]
+        # The files' own rate first: a provider that adds in-between frames plays faster than its fps setting.
+        mp4 = video.write_mp4(joined, folder / "extended.mp4", fps or float(first.used.get("fps") or 7))
+        used = {k: v for k, v in first.used.items() if k not in ("task_id", "elapsed_seconds")}  # per segment only
+        used |= {"segments": [r.used for r in results], "extended": segments, "same_seed": same_seed,
+                 "smooth_seams": smooth_seams, "num_frames_total": len(joined),
+                 "elapsed_seconds": round(time.monotonic() - started, 1)}
+        recipe.stamp(mp4, recipe.make(used))  # every segment's settings and seed travel with the video
+        photo = None
+        if first.photo is not None:  # the original photo, so "again" and a longer run can start over
+            photo = folder / first.photo.name
+            shutil.copyfile(first.photo, photo)
+        return Result(video=mp4, used=used, photo=photo, job_id=None)
 
 
 def _within(report: ProgressFn, index: int, count: int) -> ProgressFn:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
 import backends
 from backends.base import Job, Result
-from studio import images, outputs, recipe, video
+from studio import images, limits, outputs, recipe, secrets, video
 from studio.errors import InvalidParameter
 from studio.request import PARAMETERS, GenerationRequest
 
@@ -53,23 +53,27 @@ def _pydantic_rule(field: Any, err: dict) -> str:
 
 
 def generate(image: str | Path, backend: str, params: dict[str, Any], *, api_key: str | None = None,
-             **hooks: Any) -> Result:
+             visitor: str | None = None, **hooks: Any) -> Result:
     """Make a video. ``hooks``: ``on_progress(fraction, text)``, ``on_job_id(id)`` and
     ``cancel`` (a threading.Event), as on ``backends.base.Job``.
 
     Everything that can be refused is refused before the job waits for a slot: the
-    values, the machine's abilities (``preflight``) and the image.
+    values, the machine's abilities (``preflight``) and the image. Only then is the job
+    counted against ``visitor``'s allowance on the owner's key (``studio.limits``).
     """
     started = time.monotonic()
     chosen = backends.get_backend(backend)
     request = chosen.resolve(build_request(params, chosen))
     chosen.preflight(request)
     picture = images.load_image(image)
+    limits.charge(chosen.name, visitor, typed_key=bool((api_key or "").strip()))
     job = _job(chosen, api_key, hooks)
-    with chosen.slots.hold(job):
-        result = chosen.generate(picture, request, job)
-    result.photo = _keep_photo(image, job.workdir)
-    return _finish(chosen, result, started, request)
+    try:
+        result = _keeping_key_private(chosen, job, lambda: chosen.generate(picture, request, job))
+        result.photo = _keep_photo(image, job.workdir)
+        return _finish(chosen, result, started, request)
+    finally:
+        outputs.release(job.workdir)  # job_dir made it busy; now the sweeper may have it (after a grace)
 
 
 def _keep_photo(image: str | Path, workdir: Path) -> Path | None:
@@ -88,9 +92,11 @@ def resume(job_id: str, backend: str, *, api_key: str | None = None, **hooks: An
     started = time.monotonic()
     chosen = backends.get_backend(backend)
     job = _job(chosen, api_key, hooks)
-    with chosen.slots.hold(job):
-        result = chosen.resume(str(job_id or "").strip(), job)
-    return _finish(chosen, result, started, None)
+    try:
+        result = _keeping_key_private(chosen, job, lambda: chosen.resume(str(job_id or "").strip(), job))
+        return _finish(chosen, result, started, None)
+    finally:
+        outputs.release(job.workdir)
 
 
 def _job(chosen: backends.Backend, api_key: str | None, hooks: dict[str, Any]) -> Job:
@@ -154,7 +160,23 @@ def finish_video(source: str | Path, *, target_fps: float | None = None, loop: s
     made here, plus ``finish``, what was done."""
     from studio import finish  # ffmpeg work only: loaded when someone finishes a clip
 
-    done = finish.finish(source, outputs.job_dir("finish"), target_fps=target_fps, loop=loop,
-                         interpolation=interpolation, on_progress=hooks.get("on_progress") or (lambda f, t: None),
-                         cancel=hooks.get("cancel"))
-    return Result(video=done.video, used=recipe.read(done.video))  # always stamped, at least with "finish"
+    folder = outputs.job_dir("finish")
+    try:
+        with outputs.hold(source):  # the source may be another job's video: the sweeper leaves it while it is read
+            done = finish.finish(source, folder, target_fps=target_fps, loop=loop, interpolation=interpolation,
+                                 on_progress=hooks.get("on_progress") or (lambda f, t: None),
+                                 cancel=hooks.get("cancel"))
+        return Result(video=done.video, used=recipe.read(done.video))  # always stamped, at least with "finish"
+    finally:
+        outputs.release(folder)
+
+
+def _keeping_key_private(chosen: backends.Backend, job: Job, work: Callable[[], Result]) -> Result:
+    """Run ``work`` in ``chosen``'s line with the job's own key masked in all it says: log
+    lines, progress, an error (scrubbed before it leaves) and what it reports (``used``,
+    ``sent``). A key typed on the page is its visitor's alone: masked here and nowhere
+    else, and forgotten when the job ends (``studio.secrets``)."""
+    with secrets.job_secret(job.api_key), chosen.slots.hold(job):
+        result = work()
+        result.used, result.sent = secrets.redact_deep(result.used), secrets.redact_deep(result.sent)
+        return result

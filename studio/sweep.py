@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import backends
 from backends.base import Range
+from studio import limits as spend  # not `limits`: the functions here use that name for ranges
 from studio.errors import InvalidParameter
 from studio.service import build_request
 
@@ -141,6 +143,15 @@ def compare(params: dict[str, Any], current: str, api_key: str | None) -> list[C
         backend.resolve(build_request(values, backend))
         cells.append(Cell(name, values, " · ".join([backend.label, *notes]), api_key=key))
     return cells
+
+
+def check_allowance(cells: list[Cell], visitor: str | None, api_key: str | None = None) -> None:
+    """Refuse the whole sweep at once, before anything starts, when the owner's keys would
+    not cover every video of it; a cell with a typed key (its own, or ``api_key`` for
+    all) costs the owner nothing. Each video is then counted as it starts."""
+    needed = Counter(c.backend for c in cells if not (c.api_key or api_key or "").strip())
+    for name, count in needed.items():
+        spend.check(name, visitor, typed_key=False, jobs=count)
 
 
 def _shared_seed(params: dict[str, Any], parameter: str) -> dict[str, Any]:

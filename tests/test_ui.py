@@ -247,3 +247,22 @@ def test_a_sweep_suggests_values_and_refuses_a_bad_one_before_starting(studio):
     with pytest.raises(Exception) as info:
         sweep.plan(s, data)
     assert "motion_bucket_id must be 1-255 for Local GPU (diffusers), got 400" in str(info.value)
+
+
+def test_the_worker_sees_the_context_of_the_event_that_started_it():
+    """Gradio's request context must reach the job's thread: ZeroGPU finds the visitor there."""
+    import contextvars
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="none")
+    seen = {}
+
+    def task(cancel, on_progress, on_job_id, **_):
+        seen["marker"] = marker.get()
+        return Result(video=None, used={})  # type: ignore[arg-type]
+
+    async def main() -> None:
+        marker.set("visitor-7")
+        await _collect(Runner().run(task, "s"))
+
+    asyncio.run(main())
+    assert seen["marker"] == "visitor-7"

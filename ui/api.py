@@ -31,6 +31,7 @@ from studio import extend, recipe, secrets, service, sweep
 from studio.request import PARAMETERS, GenerationRequest, describe
 from ui.errors import need, page_errors
 from ui.jobs import Runner, Task, client_alive
+from ui.visitor import visitor
 
 Answer = tuple[FileData, dict]
 KIND = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -121,8 +122,8 @@ def generate_endpoint(runner: Runner, default_backend: str) -> Any:
     async def call(values: dict, api_key: str | None, request: gr.Request) -> Answer:
         image = _path(values.pop("image"), "image", "upload a photo (PNG, JPEG or WebP)")
         backend = values.pop("backend")
-        result = await _run(runner, functools.partial(service.generate, image, backend, values, api_key=api_key),
-                            request)
+        task = functools.partial(service.generate, image, backend, values, api_key=api_key, visitor=visitor(request))
+        result = await _run(runner, task, request)
         return FileData(path=str(result.video)), result.used
 
     return _endpoint(
@@ -145,8 +146,10 @@ def sweep_endpoint(runner: Runner, default_backend: str) -> Any:
         image = _path(values.pop("image"), "image", "upload a photo (PNG, JPEG or WebP)")
         backend, parameter, chosen = values.pop("backend"), values.pop("parameter"), values.pop("values")
         cells = sweep.plan(backend, parameter, chosen, values)
-        tasks = [(functools.partial(service.generate, image, c.backend, c.params, api_key=api_key), c.backend)
-                 for c in cells]
+        who = visitor(request)
+        sweep.check_allowance(cells, who, api_key)  # all of it fits on the owner's key, or nothing starts
+        tasks = [(functools.partial(service.generate, image, c.backend, c.params, api_key=api_key, visitor=who),
+                  c.backend) for c in cells]
         lanes = {backend: backends.get_backend(backend).concurrency}
         videos: list[FileData | None] = [None] * len(cells)
         used: list[dict] = [{} for _ in cells]
@@ -211,7 +214,7 @@ def extend_endpoint(runner: Runner, default_backend: str) -> Any:
         image = _path(values.pop("image"), "image", "upload a photo (PNG, JPEG or WebP)")
         backend, segments, same_seed = values.pop("backend"), values.pop("segments"), values.pop("same_seed")
         task = functools.partial(extend.extend, image, backend, values, segments=segments,
-                                 same_seed=bool(same_seed), api_key=api_key)
+                                 same_seed=bool(same_seed), api_key=api_key, visitor=visitor(request))
         result = await _run(runner, task, request)
         return FileData(path=str(result.video)), result.used["segments"]
 

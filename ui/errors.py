@@ -3,6 +3,11 @@
 Everything a person can cause is a ``StudioError`` with a sentence written for them;
 anything else is a bug, logged once (keys masked) and shown as a calm apology. Both
 the page's handlers and the API endpoints go through ``page_errors``.
+
+This runs on the event loop, outside the job: ``redact`` here masks the environment's
+keys only. A key typed for a job was already scrubbed from its error as the error left
+the job (``studio.secrets.job_secret``), and is deliberately unknown here, so one
+visitor's key never changes what another visitor reads.
 """
 
 from __future__ import annotations

@@ -12,24 +12,42 @@ previews) while it runs, then its ``Result``. The worker stops at its next step 
 A job left that way is logged at INFO with its task id, so a hosted job can be resumed;
 it is not an error. Waiting here costs no thread of Gradio's pool: the handlers are
 async, and only the worker thread blocks.
+
+Every job, whatever started it (the page, the API, a sweep's or an extend's videos,
+finishing), passes through ``Runner.run``, so this is where the operator's log is kept:
+one INFO line on logger ``svd_studio`` when a job starts and one when it ends,
+
+    job 12 start: backend=novita
+    job 12 end: backend=novita task=abc123 seconds=41.2 outcome=video
+
+with a number counted for the process, the provider's task id(s) when there are any, and
+one of ``OUTCOMES``. No key, picture or payload: only what an operator needs to follow
+the traffic and find a job again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
+import itertools
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backends.base import Result
-from studio.errors import Cancelled
+from studio import secrets
+from studio.errors import Cancelled, LimitReached, MissingKey, ProviderError, StudioError
 
 log = logging.getLogger("svd_studio")
 TICK = 0.5  # seconds between two checks that an API client is still there
 Task = Callable[..., Result]
+OUTCOMES = ("video", "refused", "failed", "cancelled", "limit")
+_numbers = itertools.count(1)  # the operator's job numbers; next() on a count is atomic
 
 
 @dataclass(frozen=True)
@@ -104,19 +122,31 @@ class Runner:
         running = _Running()
         cancel = running.cancel
         outcome: dict[str, Any] = {}
+        record = _Record(next(_numbers), job_backend(task))
+
+        def report_job_id(task_id: str) -> None:
+            record.task_ids.append(str(task_id))
+            post("job", task_id)
 
         def work() -> None:
+            record.start()
             try:
-                outcome["result"] = task(cancel=cancel, on_progress=lambda f, text: post("progress", f, text),
-                                         on_job_id=lambda job_id: post("job", job_id),
+                # Progress is redacted here, in the job's thread, where the job's own key is still known.
+                outcome["result"] = task(cancel=cancel, on_job_id=report_job_id,
+                                         on_progress=lambda f, text: post("progress", f, secrets.redact(text)),
                                          on_preview=lambda path: post("preview", path))
             except Exception as exc:  # handed to the page's loop and translated there
                 outcome["error"] = exc
             finally:
+                record.end(outcome)
                 post("done")
 
         self._add(session, running)
-        threading.Thread(target=work, daemon=True, name=f"job-{session[:8]}").start()
+        # The worker runs in a copy of this context: Gradio's request context comes along, and
+        # ZeroGPU reads the visitor's token from it (without it, every visitor would share
+        # the Space's quota).
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(work,), daemon=True, name=f"job-{session[:8]}").start()
         finished = False
         checked = loop.time()
         try:
@@ -196,6 +226,63 @@ class Runner:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+
+
+@dataclass(eq=False)
+class _Record:
+    """One job in the operator's log."""
+
+    number: int
+    backend: str
+    task_ids: list[str] = field(default_factory=list)
+    started: float = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        log.info("job %d start: backend=%s", self.number, self.backend)
+
+    def end(self, outcome: dict[str, Any]) -> None:
+        """``outcome``: the worker's, with its ``result`` or its ``error`` (neither when
+        something that is not an ``Exception`` stopped the thread: a failure too)."""
+        error = outcome.get("error")
+        if "result" in outcome:
+            word = "video"
+        else:
+            word = outcome_of(error) if error is not None else "failed"
+        task = f" task={','.join(dict.fromkeys(self.task_ids))}" if self.task_ids else ""
+        log.info("job %d end: backend=%s%s seconds=%.1f outcome=%s", self.number, self.backend, task,
+                 time.monotonic() - self.started, word)
+
+
+def outcome_of(error: BaseException) -> str:
+    """How a job that raised ``error`` ended, in one word: ``refused`` by the studio or
+    the provider (a bad value, picture or video, no key or a rejected one, no credit: the
+    person can fix it); ``limit``, a spend limit on the owner's key; ``cancelled`` (Cancel,
+    a closed page, a client gone); or ``failed``, everything else (the provider or the
+    machine failed). A job that returned its video is ``video``."""
+    if isinstance(error, LimitReached):
+        return "limit"
+    if isinstance(error, Cancelled):
+        return "cancelled"
+    if isinstance(error, StudioError) and isinstance(error, (ValueError, MissingKey)):
+        return "refused"
+    if isinstance(error, ProviderError) and error.status is not None and 400 <= error.status < 500 \
+            and error.status not in (408, 429):  # a timeout or "too many requests" is not a refusal
+        return "refused"
+    return "failed"
+
+
+def job_backend(task: Task) -> str:
+    """The backend a job runs on, for the operator's log: the ``backend`` argument its
+    task was given (``service.generate`` and ``resume``, ``extend.extend``). A task given
+    none runs on no backend: finishing a video (ffmpeg work), logged as ``finish``."""
+    func = getattr(task, "func", task)
+    args, keywords = getattr(task, "args", ()), getattr(task, "keywords", {})
+    try:
+        bound = inspect.signature(func).bind_partial(*args, **keywords).arguments
+    except (TypeError, ValueError):  # not a task we can read: still a job worth counting
+        return "unknown"
+    return str(bound.get("backend") or "finish")
 
 
 def _leave(job: _Running) -> None:

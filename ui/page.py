@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 import backends
-from studio import secrets
+from studio import outputs, secrets
 from ui import api
 from ui.jobs import Runner
 from ui.panels import finish, framing, history, parameters, restore, run, sweep
@@ -192,6 +192,6 @@ def _wire_presets(s: Studio, everything: set) -> None:
 
 def build_demo() -> gr.Blocks:
     secrets.remember_environment(*(b.key_env for b in map(backends.get_backend, backends.names()) if b.key_env))
-    with gr.Blocks(title="SVD Studio: image to video") as demo:
+    with gr.Blocks(title="SVD Studio: image to video", delete_cache=outputs.gradio_cache()) as demo:
         wire(build_studio(), demo)
     return demo

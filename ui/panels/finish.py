@@ -22,6 +22,7 @@ from studio import extend, finish, recipe, service
 from ui.errors import need, page_errors
 from ui.panels.history import available, find, photo
 from ui.panels.run import drive
+from ui.visitor import visitor
 
 if TYPE_CHECKING:
     from ui.studio import Studio
@@ -144,7 +145,7 @@ async def on_extend(s: Studio, data: dict, request: gr.Request,
     count = int(data[s.finish.segments])
     task = functools.partial(extend.extend, photo(item) or item["video"], name, params, segments=count,
                              same_seed=bool(data[s.finish.same_seed]), smooth_seams=bool(data[s.finish.smooth]),
-                             api_key=key or None, first=first)
+                             api_key=key or None, first=first, visitor=visitor(request))
     async for update in drive(s, data, task, request.session_hash, progress,
                               label=lambda result: f"extended ×{count} · {item['caption']}", source=item["id"]):
         yield update

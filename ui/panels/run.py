@@ -23,6 +23,7 @@ from ui import controls
 from ui.errors import need, page_errors
 from ui.jobs import Preview, Task
 from ui.panels.history import available, entry, find, photo
+from ui.visitor import visitor
 
 if TYPE_CHECKING:
     from ui.studio import Studio
@@ -43,7 +44,7 @@ async def on_generate(s: Studio, data: dict, request: gr.Request,
     params = controls.collect(s.params.values(data), data[s.input.backend], data[s.input.model],
                               data[s.params.randomize])
     task = functools.partial(service.generate, data[s.input.image], data[s.input.backend], params,
-                             api_key=data[s.input.api_key] or None)
+                             api_key=data[s.input.api_key] or None, visitor=visitor(request))
     async for update in drive(s, data, task, request.session_hash, progress):
         yield update
 
@@ -154,6 +155,6 @@ async def on_again(s: Studio, data: dict, request: gr.Request,
     chosen = backends.get_backend(name)
     accepted = chosen.parameters(chosen.model_for(values.get("model"), lenient=True))
     params = {k: v for k, v in values.items() if k in accepted and k != "seed"} | {"model": values.get("model")}
-    task = functools.partial(service.generate, image, name, params, api_key=key or None)
+    task = functools.partial(service.generate, image, name, params, api_key=key or None, visitor=visitor(request))
     async for update in drive(s, data, task, request.session_hash, progress):
         yield update

@@ -22,6 +22,7 @@ from ui import controls
 from ui.errors import need, page_errors
 from ui.jobs import Preview
 from ui.panels.history import entry, find
+from ui.visitor import visitor
 
 if TYPE_CHECKING:
     from ui.studio import Studio
@@ -111,7 +112,7 @@ def on_mode(s: Studio, mode: str) -> dict:
     return {s.sweep.parameter: gr.update(visible=one), s.sweep.values: gr.update(visible=one)}
 
 
-def plan(s: Studio, data: dict) -> list[sweep.Cell]:
+def plan(s: Studio, data: dict, who: str | None = None) -> list[sweep.Cell]:
     need(data[s.input.image], "Please add a photo first: drop an image on the left or pick an example.")
     name = data[s.input.backend]
     params = controls.collect(s.params.values(data), name, data[s.input.model], data[s.params.randomize])
@@ -120,17 +121,20 @@ def plan(s: Studio, data: dict) -> list[sweep.Cell]:
         cells = sweep.compare(params, name, key)
         need(len(cells) >= 2, "Only one backend can run now: set another backend's API key in the environment "
                               "(or pick that backend and paste its key) to compare backends.")
-        return cells
-    cells = sweep.plan(name, data[s.sweep.parameter] or "", data[s.sweep.values] or "", params)
-    return [sweep.Cell(c.backend, c.params, c.label, api_key=key) for c in cells]
+    else:
+        planned = sweep.plan(name, data[s.sweep.parameter] or "", data[s.sweep.values] or "", params)
+        cells = [sweep.Cell(c.backend, c.params, c.label, api_key=key) for c in planned]
+    sweep.check_allowance(cells, who)  # all of it fits on the owner's keys, or nothing starts
+    return cells
 
 
 async def on_sweep(s: Studio, data: dict, request: gr.Request) -> AsyncIterator[dict]:
+    who = visitor(request)
     with page_errors():
-        cells = plan(s, data)
+        cells = plan(s, data, who)
     n = len(cells)
-    tasks = [(functools.partial(service.generate, data[s.input.image], c.backend, c.params, api_key=c.api_key),
-              c.backend) for c in cells]
+    tasks = [(functools.partial(service.generate, data[s.input.image], c.backend, c.params, api_key=c.api_key,
+                                visitor=who), c.backend) for c in cells]
     lanes = {c.backend: backends.get_backend(c.backend).concurrency for c in cells}
     texts: dict[int, str] = {}
     finished: list[str | None] = [None] * n

@@ -1,0 +1,159 @@
+"""How long a local SVD run takes, worked out from the request before anything is loaded.
+
+The work is counted in FLOPs on the real SVD-XT architecture (BENCHMARKS.md, "GPU": torch's
+FlopCounterMode at 1024x576 and 25 frames): 159.9 TFLOP per UNet step with guidance (which
+runs the UNet on a batch of 2) and 173.6 TFLOP to decode the 25 frames. 1024x576 is 0.59
+megapixels, so per frame and megapixel:
+
+    UNET_TFLOP   = 5.42   one UNet pass without guidance   (159.9 / 2 / (25 x 0.59))
+    DECODE_TFLOP = 11.8   the VAE decode                    (173.6 / (25 x 0.59))
+
+    work = frames x megapixels x (steps x UNET_TFLOP x (2 if guided else 1) x unet scale
+                                  + DECODE_TFLOP x vae scale)
+
+Guidance is on when the larger guidance scale is over 1, as in diffusers. The count is
+linear in pixels; spatial attention grows with their square (about a fifth of SVD-XT's
+UNet FLOPs at 1024x576, counted), so smaller frames cost a little less than this (at 512x256 the
+counted UNet step was 9.4, not 10.8, TFLOP per frame-megapixel): the estimate errs long.
+
+The scales are the model's UNet and VAE parameter counts against SVD-XT's: 1 for the hub
+models (svd, svd-xt and svd-xt-1-1 share one architecture) and for a model whose weights
+cannot be read, read from the weight files' headers for a LOCAL_SVD_MODEL folder. That
+holds for models near SVD-XT's size, whose convolutions and projections are most of the
+work. It does not for a much smaller one (``SMALLEST_ESTIMATED``), such as the tests' tiny
+model (a thousandth of the UNet): its time goes to attention over the pixels with heads of
+width 4, which no FLOP count here describes (BENCHMARKS.md: 10-37 s a call at 256x256,
+1-3 s at 128x128), so such models are not estimated at all.
+
+Seconds are work over the hardware's effective rate: ``CPU_TFLOPS_PER_THREAD`` here, the GPU's
+in ``backends.zerogpu``. Loading the model (once per process) is not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from studio.errors import BadSetting
+
+UNET_TFLOP = 159.9 / 2 / (25 * 0.589824)  # 5.42: one unguided UNet pass, per frame-megapixel
+DECODE_TFLOP = 173.6 / (25 * 0.589824)  # 11.8: the VAE decode, per frame-megapixel
+SVD_XT_UNET_PARAMS = 1_524_623_082  # UNetSpatioTemporalConditionModel() with its default (SVD-XT) config
+SVD_XT_VAE_PARAMS = 97_700_000  # the temporal-decoder VAE of the hub repos (BENCHMARKS.md)
+SMALLEST_ESTIMATED = 0.1  # a UNet under a tenth of SVD-XT's is not estimated (see above)
+
+# Effective fp32 rate of the full-size UNet per torch thread. Measured: one guided UNet step
+# of the real architecture (random weights) at 512x256 and 2 frames, 2.33 TFLOP counted,
+# took 46 s (57 s on a second try) with 2 threads on a 2-core Intel Xeon (AVX-512, 2.0 GHz)
+# shared with other work at a load average of about 4, so with about one core's worth of
+# time: 0.05 TFLOP/s. A 2-core machine then makes a full-size SVD-XT video (4,171 TFLOP)
+# in about 11.5 hours. Tune it here: higher for a faster CPU (the estimate is then
+# pessimistic there), lower for an older one.
+CPU_TFLOPS_PER_THREAD = 0.05
+CPU_MAX_SECONDS_ENV = "LOCAL_CPU_MAX_SECONDS"
+CPU_MAX_SECONDS = 600.0  # longer than this on the CPU is refused before it starts
+
+# Cheaper settings to suggest, most faithful first: (size factor, at most frames, at most steps).
+LADDER = ((0.75, 14, 15), (0.5, 14, 10), (0.5, 8, 8), (0.375, 8, 6), (0.25, 8, 6), (0.25, 4, 4))
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a run's cost depends on."""
+
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guided: bool
+
+    @classmethod
+    def of(cls, request: Any) -> Run:
+        """From a resolved request; its width x height bounds what 'fit' makes."""
+        top = max(request.min_guidance_scale or 0.0, request.max_guidance_scale or 0.0)
+        return cls(request.width, request.height, request.num_frames, request.num_inference_steps, top > 1)
+
+    def tflop(self, unet_scale: float = 1.0, vae_scale: float = 1.0) -> float:
+        unet = self.steps * UNET_TFLOP * (2 if self.guided else 1) * unet_scale
+        return self.frames * self.width * self.height / 1e6 * (unet + DECODE_TFLOP * vae_scale)
+
+    def describe(self, last: str = ", ") -> str:
+        """'1024x576, 25 frames, 25 steps' (``last`` joins the steps: ' and ')."""
+        return f"{self.width}x{self.height}, {self.frames} frames{last}{self.steps} steps"
+
+
+def cheaper(run: Run) -> Iterator[Run]:
+    """Cheaper versions of ``run`` in the order worth suggesting (sizes in multiples of 64)."""
+    for factor, frames, steps in LADDER:
+        smaller = replace(run, width=_down64(run.width * factor), height=_down64(run.height * factor),
+                          frames=min(run.frames, frames), steps=min(run.steps, steps))
+        if smaller.tflop() < run.tflop():
+            yield smaller
+
+
+def _down64(pixels: float) -> int:
+    return max(64, int(pixels) // 64 * 64)
+
+
+def say(seconds: float) -> str:
+    """'95 s', '9 min', '2 h 10 min'."""
+    if seconds < 120:
+        return f"{max(1, math.ceil(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def cpu_rate(threads: int) -> float:
+    return CPU_TFLOPS_PER_THREAD * max(1, threads)
+
+
+def cpu_max_seconds() -> float:
+    """LOCAL_CPU_MAX_SECONDS, or 600: a run estimated longer on the CPU is refused."""
+    raw = os.environ.get(CPU_MAX_SECONDS_ENV, "").strip()
+    if not raw:
+        return CPU_MAX_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or math.isinf(value):
+        raise BadSetting(f"{CPU_MAX_SECONDS_ENV} must be a number of seconds above 0, got {raw!r}.")
+    return value
+
+
+def model_scale(source: str) -> tuple[float, float]:
+    """(UNet, VAE) size against SVD-XT's for the model at ``source``; 1 for a hub id or
+    a folder whose weights cannot be read (unknown is taken as full size)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return 1.0, 1.0
+    unet, vae = _param_count(folder / "unet"), _param_count(folder / "vae")
+    return (unet / SVD_XT_UNET_PARAMS if unet else 1.0), (vae / SVD_XT_VAE_PARAMS if vae else 1.0)
+
+
+def _param_count(folder: Path) -> int:
+    """Parameters in a component folder's safetensors files, from their headers alone
+    (8 bytes of length, then JSON with each tensor's shape). A folder may hold the same
+    weights twice (fp32 and an fp16 variant), each perhaps in shards: the largest set counts."""
+    sets: dict[str, int] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        name = re.sub(r"-\d+-of-\d+", "", file.name)  # shards of one set share a name
+        try:
+            with file.open("rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                if size > 100 * 1024 * 1024:
+                    continue  # not a safetensors header
+                header = json.loads(f.read(size))
+        except (OSError, ValueError):
+            continue
+        tensors = [t for key, t in header.items() if key != "__metadata__" and isinstance(t, dict)]
+        sets[name] = sets.get(name, 0) + sum(math.prod(t.get("shape", [])) for t in tensors)
+    return max(sets.values(), default=0)
