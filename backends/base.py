@@ -192,11 +192,12 @@ class Slots:
     """At most ``size`` jobs of one backend run at once; the others wait, told their place.
 
     The count of waiting jobs changes only under the condition's lock, so two jobs that
-    arrive together never read a stale count.
+    arrive together never read a stale count. ``show_busy`` adds how many are running to
+    the line ("Waiting for a free GPU (2 in use): 1 job(s) in line"), where that helps.
     """
 
-    def __init__(self, size: int, waiting_for: str) -> None:
-        self.size, self.waiting_for = size, waiting_for
+    def __init__(self, size: int, waiting_for: str, *, show_busy: bool = False) -> None:
+        self.size, self.waiting_for, self.show_busy = size, waiting_for, show_busy
         self._cond = threading.Condition()
         self._busy = 0
         self._waiting = 0
@@ -212,7 +213,8 @@ class Slots:
             try:
                 while self._busy >= self.size:
                     job.check_cancelled()
-                    line = f"Waiting for {self.waiting_for}: {self._waiting} job(s) in line"
+                    busy = f" ({self._busy} in use)" if self.show_busy else ""
+                    line = f"Waiting for {self.waiting_for}{busy}: {self._waiting} job(s) in line"
                     self._cond.release()
                     try:  # report outside the lock: a progress callback may be slow
                         job.on_progress(None, line)

@@ -1,9 +1,10 @@
 """The local backend: diffusers' StableVideoDiffusionPipeline on this machine's GPU or CPU.
 
 torch and diffusers are imported on the first generation, not before, so the page is
-served in seconds. The loaded pipeline is cached; one local job runs at a time because a
-GPU runs one SVD job well and two badly (``concurrency`` 1: the service's slots make the
-others wait and tell them their place). What the machine cannot do is refused in
+served in seconds. The loaded pipeline is cached; one local job runs at a time on each
+device because a GPU runs one SVD job well and two badly: LOCAL_DEVICES lists the devices
+(``backends.devices``), ``concurrency`` is their number, and the service's slots make the
+other jobs wait and tell them their place. What the machine cannot do is refused in
 ``preflight``, before a job waits for the GPU: on a CPU, a video estimated to take longer
 than LOCAL_CPU_MAX_SECONDS (``backends.estimate``).
 
@@ -21,8 +22,8 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from backends import estimate, zerogpu
-from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result
+from backends import devices, estimate, speedups, zerogpu
+from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result, Slots
 from studio import video
 from studio.preview import LivePreview
 from studio.errors import BackendError, Cancelled, InvalidParameter, OutOfMemory
@@ -50,13 +51,18 @@ class LocalBackend(Backend):
     blurb = "Runs Stable Video Diffusion on this machine with diffusers. Free; needs a GPU to be quick."
     models = LABELS  # model_choices adds the LOCAL_SVD_MODEL entry when it is set
 
-    concurrency = 1  # a GPU runs one SVD job well and two badly
+    concurrency = 1  # per device: a GPU runs one SVD job well and two badly
     waiting_for = "the GPU"
 
     def __init__(self) -> None:
+        # One job per device of LOCAL_DEVICES, read now (ZeroGPU: its one GPU, whatever is listed).
+        self._devices = devices.DevicePool.from_env(single=zerogpu.active())
+        self.concurrency, self.waiting_for = self._devices.size, self._devices.waiting_for()
         super().__init__()
-        self._pipe: Any = None
-        self._pipe_key: tuple | None = None
+        self.slots = Slots(self.concurrency, self.waiting_for, show_busy=self.concurrency > 1)
+        # Seat index -> (key, pipeline). Each device holds its own copy of the model: two
+        # GPUs take twice the memory of one, and "cpu,cpu" twice the RAM.
+        self._pipes: dict[int, tuple[tuple, Any]] = {}
         self._on_zerogpu: Callable | None = None  # _on_gpu under spaces.GPU, made once
 
     # --- declarations -------------------------------------------------------------
@@ -104,15 +110,23 @@ class LocalBackend(Backend):
             # ZeroGPU places the model on its GPU at start-up; offloading would reload it in each call.
             "memory_mode": Choice(MEMORY_MODES[:2] if zerogpu.active() else MEMORY_MODES, "auto"),
             "fast_mode": Flag(False),
+            "cache_interval": Range(1, 5, 1),  # backends.speedups
+            "guidance_stop": Range(0.0, 1.0, 1.0, step=0.05, integer=False),
         }
 
     # --- generation -----------------------------------------------------------------
 
     def preflight(self, request: GenerationRequest) -> None:
         """Refuse what this machine cannot do before the job waits for the GPU."""
+        if request.fast_mode and (request.cache_interval or 1) > 1:
+            raise InvalidParameter(
+                "cache_interval", request.cache_interval,
+                "1 with fast_mode (the compiled model cannot hand out the features it would reuse)", self.label,
+            )
         if zerogpu.active():
             return self._preflight_zerogpu(request)
-        device, _ = pick_device()
+        # A job may land on any listed device: what one of them cannot do is refused (checks LOCAL_DEVICES).
+        device = next((devices.kind(d) for d in self._devices.devices() if devices.kind(d) != "cuda"), "cuda")
         if request.memory_mode not in (None, "auto", "full_gpu") and device != "cuda":
             raise InvalidParameter(
                 "memory_mode", request.memory_mode,
@@ -178,7 +192,8 @@ class LocalBackend(Backend):
     def generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
         job.check_cancelled()
         if not zerogpu.active():
-            return self._generate(image, request, job)
+            with self._devices.seat():  # a free device: the job's slot guarantees one
+                return self._generate(image, request, job)
         call = self._zerogpu_call()
         try:
             with zerogpu.relayed(job):
@@ -224,7 +239,7 @@ class LocalBackend(Backend):
         framed, width, height = shot.image, shot.width, shot.height
 
         job.on_progress(0.0, "Loading the model (the first run takes a while)")
-        pipe, device, memory_mode = self._pipeline(r.model, r.memory_mode, bool(r.fast_mode))
+        _, device, memory_mode = self._pipeline(r.model, r.memory_mode, bool(r.fast_mode))  # run() gets it again
         job.check_cancelled()
         chunk = r.decode_chunk_size or auto_chunk(device, r.num_frames, width, height)
 
@@ -242,41 +257,79 @@ class LocalBackend(Backend):
                 live.step(i, kwargs["latents"], pipe.scheduler)  # never raises: a failure only stops previews
             return kwargs
 
-        generator = torch.Generator(device="cpu").manual_seed(r.seed)  # same frames on any device
+        def run(pipe: Any, chunk: int) -> Any:
+            generator = torch.Generator(device="cpu").manual_seed(r.seed)  # same frames on any device, and on a retry
+            with speedups.applied(pipe, r.cache_interval, r.guidance_stop, steps):  # the UNet, for this run only
+                return pipe(
+                    framed, height=height, width=width, num_frames=r.num_frames,
+                    num_inference_steps=steps, min_guidance_scale=r.min_guidance_scale,
+                    max_guidance_scale=r.max_guidance_scale, fps=r.fps,
+                    motion_bucket_id=r.motion_bucket_id, noise_aug_strength=r.noise_aug_strength,
+                    decode_chunk_size=chunk, generator=generator, output_type="np",
+                    callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["latents"],
+                )
+
+        first = devices.Settings(device, chunk, memory_mode, bool(r.fast_mode))
+        advice = (
+            f"The GPU ran out of memory at {width}x{height}, {r.num_frames} frames, "
+            f"decode_chunk_size {chunk}, memory_mode '{memory_mode}'. Lower decode_chunk_size "
+            "(try 2 or 1), num_frames or the resolution, or pick memory_mode "
+            "'model_offload' or 'sequential_offload'."
+        )
         try:
-            out = pipe(
-                framed, height=height, width=width, num_frames=r.num_frames,
-                num_inference_steps=steps, min_guidance_scale=r.min_guidance_scale,
-                max_guidance_scale=r.max_guidance_scale, fps=r.fps,
-                motion_bucket_id=r.motion_bucket_id, noise_aug_strength=r.noise_aug_strength,
-                decode_chunk_size=chunk, generator=generator, output_type="np",
-                callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["latents"],
-            )
+            out, done, retry = self._run_recovering(run, first, r.model, job, advice)
         except _Stop:
             raise Cancelled("Cancelled: generation stopped between denoising steps.") from None
-        except Exception as exc:  # torch raises many types; sort out memory errors here
-            if _is_oom(exc):
-                _free_cuda()
-                raise OutOfMemory(
-                    f"The GPU ran out of memory at {width}x{height}, {r.num_frames} frames, "
-                    f"decode_chunk_size {chunk}, memory_mode '{memory_mode}'. Lower decode_chunk_size "
-                    "(try 2 or 1), num_frames or the resolution, or pick memory_mode "
-                    "'model_offload' or 'sequential_offload'."
-                ) from exc
+        except BackendError:  # out of memory twice, or a model that could not be loaded for the retry
+            raise
+        except Exception as exc:  # torch raises many types
             raise BackendError(f"The local pipeline failed: {type(exc).__name__}: {exc}") from exc
 
         job.on_progress(1.0, "Encoding the video")
         frames = video.to_uint8(out.frames[0])
         mp4 = video.write_mp4(frames, job.workdir / "video.mp4", r.fps)
-        used = {"width": width, "height": height, "decode_chunk_size": chunk, "memory_mode": memory_mode,
-                "device": device}
+        used = {"width": width, "height": height, "decode_chunk_size": done.decode_chunk_size,
+                "memory_mode": done.memory_mode, "device": device}
+        if retry is not None:
+            used["recovered"] = retry.change
         return Result(video=mp4, used=used)
 
+    def _run_recovering(self, run: Callable[[Any, int], Any], first: devices.Settings, model: str, job: Job,
+                        advice: str) -> tuple[Any, devices.Settings, devices.Retry | None]:
+        """``run`` the pipeline with ``first``; out of memory, once more with safer settings
+        (``devices.Settings.safer``), saying what changed; out of memory again, ``advice``.
+
+        The pipeline is fetched for each attempt, never kept here: a retry that changes
+        memory_mode loads another, and the old one must be free to go first.
+        """
+        try:
+            return run(self._pipeline(model, first.memory_mode, first.fast)[0], first.decode_chunk_size), first, None
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            retry = first.safer()
+            if retry is None:
+                devices.free_cache(first.device)
+                raise OutOfMemory(advice) from exc
+        devices.free_cache(first.device)  # outside the except block: its traceback no longer holds the tensors
+        job.check_cancelled()
+        job.on_progress(None, retry.progress())
+        safer = retry.settings
+        try:
+            return run(self._pipeline(model, safer.memory_mode, safer.fast)[0], safer.decode_chunk_size), safer, retry
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            devices.free_cache(first.device)
+            raise OutOfMemory(advice) from exc
+
     def _pipeline(self, model: str, memory_mode: str, fast: bool = False) -> tuple[Any, str, str]:
-        """Load (or reuse) the pipeline for ``model``, placed as ``memory_mode`` says."""
+        """Load (or reuse) the pipeline for ``model`` on the device this job holds, placed as
+        ``memory_mode`` says."""
         import torch
 
-        device, dtype = pick_device()
+        seat = self._devices.current()
+        device, dtype = seat.device, devices.dtype_for(seat.device)
         if memory_mode != "auto":
             mode = memory_mode
         elif device == "cuda" and zerogpu.active():
@@ -290,11 +343,12 @@ class LocalBackend(Backend):
             )
         source = self.models_source(model)
         key = (source, mode, device, fast)
-        if self._pipe_key == key:
-            return self._pipe, device, mode
-        if self._pipe is not None:
-            self._pipe = self._pipe_key = None  # drop the old one before loading the next
-            _free_cuda()
+        cached = self._pipes.get(seat.index)
+        if cached is not None and cached[0] == key:
+            return cached[1], device, mode
+        if cached is not None:
+            del self._pipes[seat.index], cached  # drop the old one before loading the next
+            devices.free_cache(device)
         from diffusers import StableVideoDiffusionPipeline
         from diffusers.utils import logging as diffusers_logging
 
@@ -304,7 +358,8 @@ class LocalBackend(Backend):
         if dtype == torch.float16 and source in HUB_MODELS.values():
             kwargs["variant"] = "fp16"  # half the download; the hub repos ship it
         try:
-            pipe = StableVideoDiffusionPipeline.from_pretrained(source, **kwargs)
+            with devices.LOADING:  # one load at a time: loading swaps torch functions process-wide
+                pipe = StableVideoDiffusionPipeline.from_pretrained(source, **kwargs)
         except Exception as exc:
             raise BackendError(
                 f"Could not load the model '{source}': {type(exc).__name__}: {str(exc)[:300]}. "
@@ -312,16 +367,21 @@ class LocalBackend(Backend):
                 "Hugging Face Hub or has the model cached."
             ) from exc
         if mode == "model_offload":
-            pipe.enable_model_cpu_offload()
+            pipe.enable_model_cpu_offload(device=device)
         elif mode == "sequential_offload":
-            pipe.enable_sequential_cpu_offload()
+            pipe.enable_sequential_cpu_offload(device=device)
         else:
             pipe.to(device)
         if fast:
             speed_up(pipe)
         pipe.set_progress_bar_config(disable=True)
-        self._pipe, self._pipe_key = pipe, key
+        self._pipes[seat.index] = (key, pipe)
         return pipe, device, mode
+
+    @property
+    def _pipe(self) -> Any:
+        """The first device's pipeline (the only one without LOCAL_DEVICES), or None."""
+        return self._pipes.get(0, (None, None))[1]
 
 
 def speed_up(pipe: Any) -> Any:
@@ -342,47 +402,34 @@ def speed_up(pipe: Any) -> Any:
 
 
 def pick_device() -> tuple[str, Any]:
-    """CUDA in fp16, Apple MPS in fp16, otherwise the CPU in fp32."""
+    """CUDA in fp16, Apple MPS in fp16, otherwise the CPU in fp32 (without LOCAL_DEVICES)."""
+    device = devices.default_device()
+    return device, devices.dtype_for(device)
+
+
+def _free_gib(device: str) -> float:
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda", torch.float16
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps", torch.float16
-    return "cpu", torch.float32
-
-
-def _free_gib() -> float:
-    import torch
-
-    free, _ = torch.cuda.mem_get_info()
+    free, _ = torch.cuda.mem_get_info(device)
     return free / GIB
 
 
 def auto_memory_mode(device: str) -> str:
     """Full GPU when the whole model (about 10 GiB in fp16 with activations) fits easily."""
-    if device != "cuda":
+    if devices.kind(device) != "cuda":
         return "auto"  # nothing to choose: the whole pipeline sits on the CPU or MPS device
-    free = _free_gib()
+    free = _free_gib(device)
     return "full_gpu" if free >= 16 else "model_offload" if free >= 9 else "sequential_offload"
 
 
 def auto_chunk(device: str, num_frames: int, width: int, height: int) -> int:
     """Frames to decode at once: as many as free GPU memory allows (about 1.3 GiB a frame
     at 1024x576 in fp16), a moderate 8 on CPU and MPS."""
-    if device != "cuda":
+    if devices.kind(device) != "cuda":
         return min(num_frames, 8)
     per_frame = 1.3 * (width * height) / (1024 * 576)
-    return max(1, min(num_frames, int(_free_gib() * 0.8 / per_frame)))
+    return max(1, min(num_frames, int(_free_gib(device) * 0.8 / per_frame)))
 
 
 def _is_oom(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
-def _free_cuda() -> None:
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -13,6 +13,10 @@ the temporal-decoder VAE with 4 blocks [128, 256, 512, 512], SVD's CLIP ViT-H im
 * c_*: speed: channels_last convolutions and cudnn.benchmark, fp16 vs bf16, decode_chunk_size from a decode-only
   sweep, ``torch.compile`` of the UNet (warm-up run, which compiles, is not timed)
 * d_*: low memory: model / sequential CPU offload with decode_chunk_size 2 / 1 (target < 8 GiB)
+* e_*: doing less work (``backends.speedups``), otherwise as b_ours: cache_interval 2 and 3,
+  guidance_stop 0.5, and cache_interval 3 with guidance_stop 0.5. They come last, so the
+  default --budget may skip them; measure them with
+  ``--only a_plain b_ours e_cache_2 e_cache_3 e_stop_05 e_cache_3_stop_05``
 
 The compute floor is the counted FLOPs (``torch.utils.flop_counter`` on meta tensors: about
 160 TFLOP per guided UNet step and 174 TFLOP for the 25-frame decode) over the measured
@@ -63,6 +67,8 @@ class Config:
     cudnn_benchmark: bool = False
     compile: bool = False
     callback: bool = False
+    cache_interval: int = 1  # backends.speedups; 1 = off
+    guidance_stop: float = 1.0  # backends.speedups; 1 = off
     warmup: int = 1
     runs: int = 2
 
@@ -75,6 +81,10 @@ CONFIGS = [
     Config("d_model_offload", placement="model_offload", chunk=2),
     Config("c_compiled", dtype="best", chunk="best", channels_last=True, cudnn_benchmark=True, compile=True),
     Config("d_sequential_offload", placement="sequential_offload", chunk=1, warmup=0, runs=1),
+    Config("e_cache_2", chunk="auto", callback=True, cache_interval=2),
+    Config("e_cache_3", chunk="auto", callback=True, cache_interval=3),
+    Config("e_stop_05", chunk="auto", callback=True, guidance_stop=0.5),
+    Config("e_cache_3_stop_05", chunk="auto", callback=True, cache_interval=3, guidance_stop=0.5),
 ]
 
 
@@ -255,6 +265,7 @@ def run_config(cfg: Config, parts: dict[str, Any], state: dict[str, Any], size: 
     from diffusers import StableVideoDiffusionPipeline
     from PIL import Image
 
+    from backends import speedups
     from backends.local import auto_chunk
 
     dtypes = {"fp16": torch.float32 if dry else torch.float16, "bf16": torch.bfloat16}
@@ -285,6 +296,10 @@ def run_config(cfg: Config, parts: dict[str, Any], state: dict[str, Any], size: 
             extras.append("compile: eager backend (dry run)" if dry else f"compile {compile_mode}")
         if cfg.callback:
             extras.append("step callback")
+        if cfg.cache_interval != 1:
+            extras.append(f"cache_interval {cfg.cache_interval}")
+        if cfg.guidance_stop != 1.0:
+            extras.append(f"guidance_stop {cfg.guidance_stop:g}")
         if cfg.chunk == "auto":
             chunk = auto_chunk(device, size.frames, size.width, size.height)
         elif cfg.chunk == "best":
@@ -301,10 +316,11 @@ def run_config(cfg: Config, parts: dict[str, Any], state: dict[str, Any], size: 
         def once() -> float:
             sync(device)
             t = time.perf_counter()
-            pipe(image, height=size.height, width=size.width, num_frames=size.frames,
-                 num_inference_steps=size.steps, min_guidance_scale=1.0, max_guidance_scale=3.0,
-                 decode_chunk_size=chunk, generator=torch.Generator("cpu").manual_seed(0), output_type="np",
-                 callback_on_step_end=on_step if cfg.callback else None)
+            with speedups.applied(pipe, cfg.cache_interval, cfg.guidance_stop, size.steps):  # off: untouched
+                pipe(image, height=size.height, width=size.width, num_frames=size.frames,
+                     num_inference_steps=size.steps, min_guidance_scale=1.0, max_guidance_scale=3.0,
+                     decode_chunk_size=chunk, generator=torch.Generator("cpu").manual_seed(0), output_type="np",
+                     callback_on_step_end=on_step if cfg.callback else None)
             sync(device)
             return time.perf_counter() - t
 

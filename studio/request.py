@@ -90,6 +90,16 @@ class GenerationRequest(BaseModel):
         "takes a minute or two longer; every later one at the same size is faster. CUDA only.",
         "Memory and speed",
     )
+    cache_interval: int | None = _field(
+        "Faster: reuse the model's deep features between steps (1 = off, 2-5 = how often the full model "
+        "runs). The motion can differ slightly.",
+        "Memory and speed", ge=1, le=5,
+    )
+    guidance_stop: float | None = _field(
+        "Faster: after this fraction of the steps, skip the unguided pass (1 = guidance on every step). "
+        "The last steps then cost half as much; details can follow the photo a little less closely.",
+        "Memory and speed", ge=0.0, le=1.0,
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="The chosen backend's own settings (a provider's extras), by the names it declares.",
