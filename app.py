@@ -16,7 +16,8 @@ import ui  # noqa: E402
 from studio import outputs, secrets  # noqa: E402
 from ui import build_demo  # noqa: E402
 
-MAX_UPLOAD = "50mb"  # a 40-megapixel photo fits; a disk-filling upload does not
+MAX_UPLOAD = "50mb"
+SESSION_CAPACITY = 500  # a 40-megapixel photo fits; a disk-filling upload does not
 
 __all__ = ["build_demo", "launch", "main"]
 
@@ -31,6 +32,9 @@ def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
         allowed_paths=[str(outputs.run_dir())],
         max_file_size=MAX_UPLOAD,
         show_error=True,  # our errors are sentences; Gradio's own (a refused URL) are too
+        # Gradio keeps every session's state (a copy of the page's config, ~0.3 MB) until this
+        # many exist; its default of 10,000 would hold GBs on a public Space (bench.soak).
+        state_session_capacity=SESSION_CAPACITY,
     )
     if mcp_wanted():
         settings["mcp_server"] = True  # /generate, /sweep and /read_settings as MCP tools

@@ -4,6 +4,7 @@ a GPU accepts, estimated before anything is loaded)."""
 
 from __future__ import annotations
 
+import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 
@@ -137,3 +138,14 @@ def test_a_bad_limit_names_the_variable(cpu_only, monkeypatch):
     with pytest.raises(BadSetting) as info:
         preflight(cpu_only, {"model": "svd-xt"})
     assert str(info.value) == "LOCAL_CPU_MAX_SECONDS must be a number of seconds above 0, got 'ten minutes'."
+
+
+def test_a_page_offering_only_novita_builds_and_has_no_size_controls(monkeypatch):
+    """Novita takes no width or height: the page must still build without them."""
+    monkeypatch.setenv("BACKENDS", "novita")
+    from ui import page
+
+    with gr.Blocks():
+        s = page.build_studio()
+    assert "width" not in s.params.controls and "seed" in s.params.controls
+    page.build_demo()  # wiring included

@@ -116,8 +116,9 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
                           outputs, concurrency_limit=None, **private
                           ).success(gif, s.history.entries, run.gif_outputs(s), **private)
     s.stop.click(bind(run.on_cancel, s), None, s.output.status, queue=False, **private)
-    reframe(s.framing.size.input(bind(framing.on_size, s), s.framing.size,
-                                 [s.params.controls["width"], s.params.controls["height"]], **private))
+    if {"width", "height"} <= set(s.params.controls):  # no backend offered may take a size
+        reframe(s.framing.size.input(bind(framing.on_size, s), s.framing.size,
+                                     [s.params.controls["width"], s.params.controls["height"]], **private))
     for trigger in framing.triggers(s):  # the person's own changes to the photo and the frame
         reframe(trigger)
     _wire_restore(s, everything, outputs, reframe)
