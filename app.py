@@ -14,10 +14,10 @@ import gradio as gr  # noqa: E402
 
 import ui  # noqa: E402
 from studio import outputs, secrets  # noqa: E402
-from ui import build_demo  # noqa: E402
+from ui import build_demo, sessions  # noqa: E402
 
 MAX_UPLOAD = "50mb"
-SESSION_CAPACITY = 500  # a 40-megapixel photo fits; a disk-filling upload does not
+SESSION_CAPACITY = 2000  # bounds sessions that never close (raw HTTP callers); ui.sessions slims them to ~20 kB
 
 __all__ = ["build_demo", "launch", "main"]
 
@@ -32,14 +32,20 @@ def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
         allowed_paths=[str(outputs.run_dir())],
         max_file_size=MAX_UPLOAD,
         show_error=True,  # our errors are sentences; Gradio's own (a refused URL) are too
-        # Gradio keeps every session's state (a copy of the page's config, ~0.3 MB) until this
-        # many exist; its default of 10,000 would hold GBs on a public Space (bench.soak).
+        # Gradio keeps every session's state; ui.sessions slims idle ones and forgets closed
+        # ones, and this bounds those that never close (Gradio's default is 10,000).
         state_session_capacity=SESSION_CAPACITY,
     )
     if mcp_wanted():
         settings["mcp_server"] = True  # /generate, /sweep and /read_settings as MCP tools
 
-    return demo.queue(default_concurrency_limit=ui.LAYOUT_CONCURRENCY).launch(**(settings | overrides))
+    settings |= overrides
+    block = not settings.pop("prevent_thread_lock", False)
+    launched = demo.queue(default_concurrency_limit=ui.LAYOUT_CONCURRENCY).launch(prevent_thread_lock=True, **settings)
+    sessions.start(demo)
+    if block:
+        demo.block_thread()
+    return launched
 
 
 def mcp_wanted() -> bool:

@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -70,6 +70,13 @@ def photo() -> Path:
 def launched_studio(env: dict[str, str | None] | None = None) -> Iterator[str]:
     """The app launched in this process with ``env`` set (None removes a variable) for as
     long as it runs, exactly as ``python app.py`` launches it; yields its URL."""
+    with launched_demo(env) as (_, url):
+        yield url
+
+
+@contextlib.contextmanager
+def launched_demo(env: dict[str, str | None] | None = None) -> Iterator[tuple[Any, str]]:
+    """``launched_studio``, yielding the running ``gr.Blocks`` too, for tests that look inside."""
     mp = pytest.MonkeyPatch()
     for name, value in (env or {}).items():
         if value is None:
@@ -81,7 +88,7 @@ def launched_studio(env: dict[str, str | None] | None = None) -> Iterator[str]:
     demo = app.build_demo()
     try:
         _, url, _ = app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-        yield url
+        yield demo, url
     finally:
         demo.close()
         mp.undo()

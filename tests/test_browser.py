@@ -8,6 +8,7 @@ session) per test. Each test leaves a full-page screenshot in test-artifacts/.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,9 @@ from tests.browser_helpers import (  # noqa: E402
     GENERATION_TIMEOUT_MS, assert_video_plays, download, generate, history_count, json_text, number_box,
     open_group, select, set_number, slider_max, toast_texts, upload,
 )
-from tests.conftest import EXAMPLES, ROOT, launched_studio  # noqa: E402
+from tests.conftest import EXAMPLES, ROOT, launched_demo  # noqa: E402
 from tests.fakes import FakeModelsLab, FakeNovita  # noqa: E402
+from ui import sessions  # noqa: E402
 
 KEY = "sk-browser-canary-5e1d9b"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -42,14 +44,19 @@ def servers():
 
 
 @pytest.fixture(scope="module")
-def app_url(servers, tiny_model):
+def launched(servers, tiny_model):
     """The studio, launched in this process: local uses the tiny pipeline, the hosted
     backends the fakes; ModelsLab's key comes from the environment, Novita has none."""
     ml, nv = servers
     env = {"MODELSLAB_BASE_URL": ml.base_url, "NOVITA_BASE_URL": nv.base_url,
            "MODELSLAB_API_KEY": KEY, "NOVITA_API_KEY": None}
-    with launched_studio(env) as url:
-        yield url
+    with launched_demo(env) as (demo, url):
+        yield demo, url
+
+
+@pytest.fixture(scope="module")
+def app_url(launched):
+    return launched[1]
 
 
 @pytest.fixture
@@ -182,6 +189,28 @@ def test_modelslab_end_to_end_with_the_key_from_the_environment(page: Page, serv
     assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
     assert video.probe(download(page, "download-mp4", tmp_path))[0] == 4  # the fake's clip
     assert KEY not in page.content()
+    assert not toast_texts(page, "error")
+
+
+def test_the_page_works_on_after_the_server_slims_its_session(page: Page, launched, monkeypatch):
+    """ui.sessions drops the bulky part of an idle page's server-side state; what Gradio
+    checks the next event against (here the model list ModelsLab brought) must stay."""
+    demo, _ = launched
+    select(page, "backend", MODELSLAB)
+    expect(page.locator("#param-width input[type=range]")).to_have_attribute("max", "512")
+    upload(page, EXAMPLES / "chelsea.png")
+    expect(page.locator("#image img")).to_be_visible()
+    monkeypatch.setattr(sessions, "SLIM_AFTER_S", 0.0)
+    held = demo.state_holder.session_data
+    deadline = time.monotonic() + 3 * sessions.EVERY_S + 5
+    while any(state.config_values for state in list(held.values())):
+        assert time.monotonic() < deadline, "the idle page's session was not slimmed"
+        time.sleep(0.2)
+    monkeypatch.setattr(sessions, "SLIM_AFTER_S", 3600.0)  # slimming again mid-run would prove nothing more
+
+    assert "task id" in generate(page)
+    assert_video_plays(page)
+    assert '"modelslab"' in json_text(page, "used")
     assert not toast_texts(page, "error")
 
 

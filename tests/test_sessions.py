@@ -1,0 +1,105 @@
+"""Gradio's per-session state stays small, and closed pages are forgotten.
+
+A real launched app, real ``gradio_client`` sessions with real heartbeats (Gradio's fast
+test rate), and the studio's tidying thread running with short times.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.conftest import launched_demo
+from ui import sessions
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"backend": "novita", "num_frames": 14, "motion_bucket_id": 90}))
+    return path
+
+
+def read(client: Client, settings_file: Path) -> dict:
+    answer = client.predict(handle_file(str(settings_file)), api_name="/read_settings")
+    assert answer["motion_bucket_id"] == 90  # a real call, which made or used a session
+    return answer
+
+
+@pytest.fixture
+def studio(monkeypatch):
+    monkeypatch.setenv("GRADIO_IS_E2E_TEST", "1")  # Gradio's own test rate: a heartbeat every 0.25 s
+    monkeypatch.setattr(sessions, "SLIM_AFTER_S", 0.5)
+    monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 1.5)
+    monkeypatch.setattr(sessions, "EVERY_S", 0.5)
+    with launched_demo({"BACKENDS": "novita,modelslab"}) as (demo, url):
+        yield demo, url
+
+
+def test_idle_sessions_are_slimmed_and_closed_ones_forgotten(studio, settings_file):
+    demo, url = studio
+    held = demo.state_holder.session_data
+    stayer = Client(url, verbose=False)
+    read(stayer, settings_file)
+    assert held[stayer.session_hash].config_values  # Gradio's deep-link copy of the page, per session
+    page = held[stayer.session_hash].blocks_config
+    mover = Client(url, verbose=False)
+    left = []
+    for _ in range(3):
+        read(mover, settings_file)
+        left.append(mover.session_hash)
+        mover.reset_session()  # a new page: the old one's heartbeat ends
+    read(mover, settings_file)
+    assert set(left) <= set(held)
+
+    wait_for(lambda: not held[stayer.session_hash].config_values, 20, "the idle session to be slimmed")
+    assert held[stayer.session_hash].blocks_config is page  # what Gradio validates events against stays
+    read(stayer, settings_file)  # and the slimmed session still answers
+
+    wait_for(lambda: not set(left) & set(held), 20, "the closed sessions to be forgotten")
+    assert stayer.session_hash in held and mover.session_hash in held  # open pages keep their state
+    stayer.close()
+    wait_for(lambda: stayer.session_hash not in held, 20, "a closed client's session to go")
+    assert mover.session_hash in held
+    mover.close()
+
+
+def test_a_closed_session_is_kept_while_it_has_work_or_was_used_lately(studio, settings_file, monkeypatch):
+    demo, url = studio
+    monkeypatch.setattr(sessions, "EVERY_S", 3600.0)  # the thread sleeps; tidy() is called here
+    time.sleep(1.0)  # let the thread's current sleep pass so it reads the new period
+    held = demo.state_holder.session_data
+    client = Client(url, verbose=False)
+    read(client, settings_file)
+    busy = client.session_hash
+    client.reset_session()
+    read(client, settings_file)
+    quiet = client.session_hash
+    client.close()
+    wait_for(lambda: held[busy].is_closed and held[quiet].is_closed, 20, "both sessions to be marked closed")
+
+    monkeypatch.setattr(sessions, "SLIM_AFTER_S", 3600.0)
+    monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 3600.0)
+    assert sessions.tidy(demo) == sessions.Tidied(0, 0) and {busy, quiet} <= set(held)  # used lately: kept whole
+
+    monkeypatch.setattr(sessions, "SLIM_AFTER_S", 0.0)
+    monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 0.0)
+    demo._queue.pending_event_ids_session[busy] = {"an event still queued"}
+    try:
+        assert sessions.tidy(demo) == sessions.Tidied(0, 1)
+        assert busy in held and held[busy].config_values and quiet not in held
+    finally:
+        demo._queue.pending_event_ids_session.pop(busy, None)
+    assert sessions.tidy(demo) == sessions.Tidied(0, 1) and busy not in held
