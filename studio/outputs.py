@@ -6,14 +6,17 @@ kept at exit: it is the owner's disk), otherwise a temp folder of this run, remo
 A public Space runs for weeks, so the folder is bounded. A sweeper removes whole job
 folders, oldest first, that are older than ``OUTPUT_MAX_AGE_MINUTES`` (default 240), or
 while all of them together are over ``OUTPUT_MAX_MB`` (default 4096; MB here is 2**20
-bytes). It runs in a daemon thread every minute, and before each new job folder is made.
+bytes). It runs in a daemon thread every 15 s, and before each new job folder is made
+(which also frees room for that job, so the folder is still under the cap once it is done).
 
 A job's folder is never removed while the job runs: ``job_dir`` hands it out already
 marked busy, and whoever asked for it calls ``release`` when the job is over (``service``
 does, in a ``finally``). Work that reads another job's files (finishing, extending) wraps
 the reading in ``hold(path)``. A folder released less than ``GRACE_S`` ago is kept too, so
 the page can still make its thumbnail and GIF just after the job, and an extend run can
-take hold of a segment's folder the moment ``generate`` gives it back.
+take hold of a segment's folder the moment ``generate`` gives it back. An API call needs
+none of that (Gradio copies the answer's file into its own cache as it answers), so its
+jobs are released ``kept_briefly``: a burst of API jobs stays within the cap.
 
 Busy marks live in this process, so one studio process uses one ``OUTPUT_DIR`` (as a
 Space does). Only folders named like job folders, directly in the output folder, are
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import itertools
 import logging
 import math
@@ -46,8 +50,9 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 SUBFOLDER = "svd-studio"  # inside OUTPUT_DIR, so the owner's own files there are never in our way
-SWEEP_EVERY_S = 60.0
+SWEEP_EVERY_S = 15.0  # a pass stats each job folder once (sizes are cached): cheap
 GRACE_S = 30.0  # a released folder is kept this long: the page makes its poster and GIF right after
+BRIEF_GRACE_S = 5.0  # for API jobs: Gradio copies the answer's file as soon as the handler returns
 DEFAULT_MAX_AGE_MINUTES = 240.0
 DEFAULT_MAX_MB = 4096.0
 _JOB_NAME = re.compile(r"^\d{8}-\d{6}-\d{4,}-[A-Za-z0-9_.-]+$")  # what job_dir makes; nothing else is swept
@@ -59,7 +64,8 @@ _counter = itertools.count(1)
 _temp_root: Path | None = None
 _made: set[Path] = set()
 _busy: dict[Path, int] = {}  # job folder -> how many holders
-_released: dict[Path, float] = {}  # job folder -> time.time() when its last holder let go
+_released: dict[Path, float] = {}  # job folder -> time.time() until which it is kept after its last holder let go
+_grace: contextvars.ContextVar[float] = contextvars.ContextVar("output_grace", default=GRACE_S)
 _sizes: dict[Path, tuple[int, int, float]] = {}  # job folder -> (its st_mtime_ns, bytes, newest mtime)
 _sweeper: threading.Thread | None = None
 
@@ -140,7 +146,7 @@ def job_dir(backend: str) -> Path:
     """A new, empty folder for one job, named so that a listing sorts by time. It is busy
     (never swept) until ``release(folder)``: call it when the job is over, even on failure."""
     try:
-        sweep(wait=False)  # make room before the job writes; skipped if a sweep is already running
+        sweep(wait=False, room=_typical_job())  # make room before the job writes; skipped if a sweep is running
     except Exception:  # a sweep problem must never stop a job; the sweeper thread keeps trying
         log.exception("Could not sweep the output folder before a new job")
     root = run_dir()
@@ -168,7 +174,18 @@ def release(folder: str | Path) -> None:
             _busy[key] = left
         else:
             _busy.pop(key, None)
-            _released[key] = time.time()
+            _released[key] = time.time() + _grace.get()
+
+
+@contextlib.contextmanager
+def kept_briefly() -> Iterator[None]:
+    """Folders released in this context (and in job threads started from it) are kept for
+    ``BRIEF_GRACE_S`` only: for API calls, whose answer Gradio copies at once."""
+    token = _grace.set(BRIEF_GRACE_S)
+    try:
+        yield
+    finally:
+        _grace.reset(token)
 
 
 @contextlib.contextmanager
@@ -236,12 +253,14 @@ def _sweep_forever() -> None:
             log.exception("The output sweep failed; trying again in %.0f s", SWEEP_EVERY_S)
 
 
-def sweep(now: float | None = None, *, wait: bool = True) -> Swept:
+def sweep(now: float | None = None, *, wait: bool = True, room: int = 0) -> Swept:
     """Remove the job folders the limits say must go, oldest first; never a busy one.
 
     ``now`` (seconds since the epoch) is when the sweep happens; ``wait=False`` returns at
-    once when another sweep is running. The choice is made and the folders are renamed
-    out of the way under the lock; the slow deleting happens outside it.
+    once when another sweep is running; ``room`` bytes are freed under the cap besides,
+    for a job about to start, so that the folder is still under the cap once it is done.
+    The choice is made and the folders are renamed out of the way under the lock; the
+    slow deleting happens outside it.
     """
     if not _sweeping.acquire(blocking=wait):
         return Swept()
@@ -251,7 +270,7 @@ def sweep(now: float | None = None, *, wait: bool = True) -> Swept:
         root = run_dir()
         with _lock:
             jobs, leftovers = _scan(root, now)
-            doomed = _choose(jobs, rules, now)
+            doomed = _choose(jobs, Limits(rules.max_age_s, max(0, rules.max_bytes - room)), now)
             moved = []
             for job in doomed:
                 target = root / f"{_REMOVING}{uuid.uuid4().hex[:8]}-{job.path.name}"
@@ -263,7 +282,7 @@ def sweep(now: float | None = None, *, wait: bool = True) -> Swept:
                 moved.append((job, target))
                 _sizes.pop(job.path, None)
                 _released.pop(job.path, None)
-            for key in [k for k, t in _released.items() if now - t >= GRACE_S]:
+            for key in [k for k, until in _released.items() if now >= until]:
                 del _released[key]
         for target in [t for _, t in moved] + leftovers:
             _remove(target)
@@ -276,13 +295,22 @@ def sweep(now: float | None = None, *, wait: bool = True) -> Swept:
         _sweeping.release()
 
 
+def _typical_job() -> int:
+    """The room a new job will take: the median size of the newest settled job folders
+    (a median, so one long extend does not make every later job sweep more); 0 at first."""
+    with _lock:
+        newest = sorted(_sizes.values(), key=lambda measured: measured[2])[-9:]
+    sizes = sorted(size for _, size, _ in newest)
+    return sizes[len(sizes) // 2] if sizes else 0
+
+
 def _choose(jobs: list[_Folder], rules: Limits, now: float) -> list[_Folder]:
     """Oldest first: what is too old, then what keeps the total over the cap. Busy and
     just-released folders count toward the total but are skipped."""
     total = sum(job.size for job in jobs)
     doomed = []
     for job in sorted(jobs, key=lambda j: (j.newest, j.path.name)):
-        if _busy.get(job.path, 0) > 0 or now - _released.get(job.path, -math.inf) < GRACE_S:
+        if _busy.get(job.path, 0) > 0 or now < _released.get(job.path, -math.inf):
             continue
         if now - job.newest > rules.max_age_s or total > rules.max_bytes:
             doomed.append(job)
@@ -318,7 +346,7 @@ def _measure(path: Path, stat: os.stat_result, now: float) -> _Folder:
     whenever a file is added, removed or replaced in it (a GIF made later, a stamped
     video), so its last measure is reused until then; busy ones are always walked."""
     cached = _sizes.get(path)
-    settled = _busy.get(path, 0) == 0 and now - _released.get(path, -math.inf) >= GRACE_S
+    settled = _busy.get(path, 0) == 0 and now >= _released.get(path, -math.inf)
     if settled and cached is not None and cached[0] == stat.st_mtime_ns:
         return _Folder(path, cached[1], cached[2])
     size, newest = 0, stat.st_mtime

@@ -142,6 +142,18 @@ def test_a_new_job_folder_is_busy_until_released_then_kept_for_a_grace(root, mon
     assert names(root) == []
 
 
+def test_a_new_job_makes_room_for_itself_so_the_folder_ends_under_the_cap(root, monkeypatch):
+    jobs = [old_job(root, f"000{i}-novita", 100 * KB, 5000 - i * 1000) for i in range(1, 6)]  # oldest first
+    monkeypatch.setenv("OUTPUT_MAX_MB", str(550 / 1024))  # 550 KB; the five take 500 KB
+    assert outputs.sweep().removed == ()  # under the cap: nothing goes, but their sizes are known now
+    folder = outputs.job_dir("novita")  # a typical job here is 100 KB: 500 + 100 > 550, so the oldest goes
+    assert not jobs[0].exists() and all(job.exists() for job in jobs[1:])
+    (folder / "video.mp4").write_bytes(os.urandom(100 * KB))
+    outputs.release(folder)
+    total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    assert total == 500 * KB <= 550 * KB
+
+
 def test_job_folders_are_unique_and_sort_by_time(root):
     made = [outputs.job_dir("local") for _ in range(3)]
     assert len(set(made)) == 3 and sorted(made) == made
@@ -243,3 +255,50 @@ def test_a_running_job_is_not_swept(tiny_model, photo, root, monkeypatch):
     assert not outputs.is_busy(folder)  # service released it when the job returned
     assert outputs.sweep().removed == ()  # within the grace
     assert outputs.sweep(now=time.time() + outputs.GRACE_S + 1).removed == (folder.name,)
+
+
+def test_api_jobs_are_kept_briefly_and_page_jobs_for_the_full_grace(root, monkeypatch):
+    page = outputs.job_dir("novita")
+    outputs.release(page)
+    with outputs.kept_briefly():
+        api = outputs.job_dir("novita")
+        outputs.release(api)
+    later = outputs.job_dir("novita")
+    outputs.release(later)  # back outside: the full grace again
+    for folder in (page, api, later):
+        (folder / "video.mp4").write_bytes(os.urandom(KB))
+    monkeypatch.setenv("OUTPUT_MAX_MB", "0")
+    assert outputs.sweep().removed == ()
+    assert outputs.sweep(now=time.time() + outputs.BRIEF_GRACE_S + 1).removed == (api.name,)
+    assert names(root) == sorted([page.name, later.name])
+
+
+def test_many_api_jobs_keep_the_folder_under_a_small_cap(photo, root, monkeypatch):
+    """Through the launched app: every /generate answer is a whole video, and after each
+    one the output folder is under the cap (each job makes room for itself first)."""
+    from gradio_client import Client, handle_file
+
+    from tests.conftest import launched_studio
+    from tests.fakes import FakeNovita
+
+    monkeypatch.setattr(outputs, "BRIEF_GRACE_S", 0.3)  # shorter than one job, so each job may sweep the last
+    with FakeNovita(api_key="nv-cap", job_seconds=0.6, queued_polls=0, processing_polls=0) as nv, \
+            launched_studio({"NOVITA_BASE_URL": nv.base_url, "NOVITA_API_KEY": "nv-cap", "BACKENDS": "novita",
+                             "SPACE_ID": None, "HOSTED_LIMIT_PER_HOUR": None}) as url:
+        client = Client(url, verbose=False)
+
+        def make(seed: int) -> Path:
+            video, used = client.predict(handle_file(str(photo)), "novita", api_name="/generate", seed=seed)
+            assert used["seed"] == seed and probe(video)[0] > 0  # a whole video reached the caller
+            return Path(video)
+
+        make(1)
+        one_job = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+        cap = 3.5 * one_job
+        monkeypatch.setenv("OUTPUT_MAX_MB", repr(cap / outputs.MB))
+        for seed in range(2, 10):
+            make(seed)
+            total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+            assert total <= cap, f"{total} bytes after job {seed}, over the cap of {cap:.0f}"
+        assert len([p for p in root.iterdir() if p.is_dir()]) == 3
+        client.close()

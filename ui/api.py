@@ -27,7 +27,7 @@ from gradio.data_classes import FileData
 
 import backends
 from backends.base import Flag, Limit, Range, Result
-from studio import extend, recipe, secrets, service, sweep
+from studio import extend, outputs, recipe, secrets, service, sweep
 from studio.request import PARAMETERS, GenerationRequest, describe
 from ui.errors import need, page_errors
 from ui.jobs import Runner, Task, client_alive
@@ -51,9 +51,10 @@ def register(runner: Runner, default_backend: str) -> None:
 
 async def _run(runner: Runner, task: Task, request: gr.Request) -> Result:
     result: Result | None = None
-    async for item in runner.run(task, f"api-{request.session_hash}", alive=client_alive(request)):
-        if isinstance(item, Result):
-            result = item
+    with outputs.kept_briefly():  # Gradio copies the answer's file at once; no page makes a GIF of it
+        async for item in runner.run(task, f"api-{request.session_hash}", alive=client_alive(request)):
+            if isinstance(item, Result):
+                result = item
     need(result is not None, "The client went away; the job was stopped.")
     assert result is not None
     return result
@@ -155,13 +156,14 @@ def sweep_endpoint(runner: Runner, default_backend: str) -> Any:
         used: list[dict] = [{} for _ in cells]
         failures: list[Exception] = []
         session = f"api-{request.session_hash}"
-        async for i, item in runner.run_many(tasks, session, lanes, alive=client_alive(request)):
-            if isinstance(item, Result):
-                videos[i], used[i] = FileData(path=str(item.video)), item.used
-            elif isinstance(item, Exception):
-                failures.append(item)
-                used[i] = {"backend": backend, parameter: cells[i].params[parameter],
-                           "error": secrets.redact(str(item))}
+        with outputs.kept_briefly():  # as in _run
+            async for i, item in runner.run_many(tasks, session, lanes, alive=client_alive(request)):
+                if isinstance(item, Result):
+                    videos[i], used[i] = FileData(path=str(item.video)), item.used
+                elif isinstance(item, Exception):
+                    failures.append(item)
+                    used[i] = {"backend": backend, parameter: cells[i].params[parameter],
+                               "error": secrets.redact(str(item))}
         if failures and len(failures) == len(cells):
             raise failures[0]  # nothing was made: the first reason, as /generate would give it
         return videos, used
