@@ -165,12 +165,23 @@ def test_a_bad_setting_refuses_owner_key_jobs_at_first_use(monkeypatch, owner_ke
     guard.charge("novita", "A", typed_key=True)  # a visitor with their own key is not held up by it
 
 
-def test_a_visitor_is_the_first_forwarded_address_then_the_client_then_the_session():
-    forwarded = SimpleNamespace(headers={"X-Forwarded-For": "203.0.113.7, 10.0.0.1"},
-                                client=SimpleNamespace(host="10.0.0.1"), session_hash="s1")
-    assert visitor(forwarded) == "203.0.113.7"
-    assert visitor(SimpleNamespace(headers={}, client=SimpleNamespace(host="198.51.100.4"), session_hash="s1")) \
-        == "198.51.100.4"
+def req(forwarded: str | None, host: str | None, session: str = "s1") -> SimpleNamespace:
+    headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+    return SimpleNamespace(headers=headers, client=SimpleNamespace(host=host), session_hash=session)
+
+
+def test_a_visitor_is_the_address_our_proxy_saw_then_the_client_then_the_session():
+    # Behind a proxy on a private network: the rightmost address that is not one of our proxies.
+    assert visitor(req("203.0.113.7, 10.0.0.1", "10.0.0.1")) == "203.0.113.7"
+    # A made-up address sent by the client sits to the left of what the proxy saw: ignored.
+    assert visitor(req("198.51.100.99, 203.0.113.7", "10.16.3.80")) == "203.0.113.7"
+    assert visitor(req("1.2.3.4, 5.6.7.8, 203.0.113.7, 172.17.0.5", "127.0.0.1")) == "203.0.113.7"
+    assert visitor(req("2001:db8::7, fd00::1", "::1")) == "2001:db8::7"
+    assert visitor(req("192.168.1.20, 10.0.0.1", "10.0.0.1")) == "192.168.1.20"  # all on a LAN: the first
+    # A connection from a public address had no proxy of ours in between: its header is not believed.
+    assert visitor(req("203.0.113.7", "198.51.100.4")) == "198.51.100.4"
+    assert visitor(req(None, "198.51.100.4")) == "198.51.100.4"
+    assert visitor(req(None, "10.0.0.3")) == "10.0.0.3"
     assert visitor(SimpleNamespace(headers={}, client=None, session_hash="s1")) == "session s1"
     # gr.Request as the queue hands it over: plain dicts turned into objects
     request = gr.Request(session_hash="s2", headers={"x-forwarded-for": "203.0.113.9"},

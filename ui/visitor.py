@@ -1,18 +1,28 @@
 """Who is asking: the name a visitor's jobs are counted under (``studio.limits``).
 
-The client's address, as Gradio reports it. Behind a proxy (the Spaces one included) the
-connection comes from the proxy, so the first address of ``x-forwarded-for``, the one
-the client connected from, comes first. Where neither is known, the page session stands
-in, so a visitor is never mixed up with everyone else.
+The client's address. Behind a proxy (the Spaces one included) the connection comes
+from the proxy, an address on a private network, and the visitor's address is in
+``x-forwarded-for``. Each proxy appends the address it was connected from, so the
+list reads "what the client claimed, ..., what our proxies saw": the visitor is the
+rightmost address that is not one of our own proxies (a private-network address).
+Addresses to its left are the client's own word and are ignored, so a visitor cannot
+dodge the per-visitor limit by sending a new made-up address each time.
 
-The header is the client's word where no proxy rewrites it: someone calling the server
-directly could send a new address each time. The per-visitor limit then only slows
-them down; the daily limit for everyone is what bounds the owner's spending.
+A connection from a public address came with no proxy of ours in between, so its
+``x-forwarded-for`` is not believed at all. Where no address is known, the page session
+stands in, so a visitor is never mixed up with everyone else.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+
+# Where our own proxies live: loopback, RFC 1918, link-local, carrier-grade NAT, IPv6 ULA.
+# Not ipaddress's is_private, which also counts the documentation ranges.
+_INTERNAL = [ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10",
+    "::1/128", "fc00::/7", "fe80::/10")]
 
 
 def visitor(request: Any) -> str:
@@ -20,14 +30,27 @@ def visitor(request: Any) -> str:
     passes it (headers a Starlette mapping, or a plain dict after a queue's pickling)."""
     if request is None:
         return "unknown"
-    forwarded = _header(getattr(request, "headers", None), "x-forwarded-for")
-    first = forwarded.split(",")[0].strip()
-    if first:
-        return first
     host = getattr(getattr(request, "client", None), "host", None)
+    host = str(host) if host else ""
+    if not host or _internal(host):  # a proxy of ours (or no address at all): believe what it forwards
+        hops = [h.strip() for h in _header(getattr(request, "headers", None), "x-forwarded-for").split(",")]
+        hops = [h for h in hops if h]
+        outside = [h for h in hops if not _internal(h)]
+        if outside:
+            return outside[-1]
+        if hops:  # every hop is on a private network (a studio on a LAN): the first is the client
+            return hops[0]
     if host:
-        return str(host)
+        return host
     return f"session {getattr(request, 'session_hash', None) or 'unknown'}"
+
+
+def _internal(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 zone ("fe80::1%eth0") is not part of it
+    except ValueError:  # not an address (a test client's "testclient", garbage in a header)
+        return False
+    return any(ip in network for network in _INTERNAL if ip.version == network.version)
 
 
 def _header(headers: Any, name: str) -> str:
