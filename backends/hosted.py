@@ -157,13 +157,21 @@ class HostedBackend(Backend):
 
     # --- helpers for the hooks ---------------------------------------------------------
 
-    def ask(self, method: str, path: str, *, submitting: bool = False,
+    def ask(self, method: str, path: str, *, submitting: bool = False, task_id: str | None = None,
             **kwargs: Any) -> tuple[httpx.Response, dict[str, Any]]:
         """One request to ``base_url() + path``: (the response, its body as a dict or {}).
-        Only a submit is not ``repeatable`` (docs/hosted-apis.md §3.5)."""
+        Only a submit is not ``repeatable`` (docs/hosted-apis.md §3.5). An answer is read
+        up to the size of the largest video allowed, as base64: a finished job's answer may
+        carry the video inline (§1.4); anything larger is refused, naming ``task_id``."""
         timeout = self.timeouts.for_submit() if submitting else self.timeouts.for_poll()
-        response = http.send(self.client, method, self.base_url() + path, provider=self.provider,
-                             timeout=timeout, repeatable=not submitting, **kwargs)
+        limit = media.max_video_bytes() * 4 // 3 + 2**20
+        try:
+            response = http.send(self.client, method, self.base_url() + path, provider=self.provider,
+                                 timeout=timeout, repeatable=not submitting, limit=limit, **kwargs)
+        except http.AnswerTooLarge as exc:
+            if task_id is None:
+                raise
+            raise http.AnswerTooLarge(str(exc), status=exc.status, job_id=task_id) from None
         return response, http.json_body(response)
 
     def raise_for_problem(self, response: httpx.Response, body: dict[str, Any], key: str, *,

@@ -58,16 +58,23 @@ def default_client(timeouts: Timeouts | None = None) -> httpx.Client:
 
 
 def send(client: httpx.Client, method: str, url: str, *, provider: str, timeout: httpx.Timeout,
-         repeatable: bool, **kwargs: Any) -> httpx.Response:
-    """One request, with httpx's transport errors translated.
+         repeatable: bool, limit: int | None = None, **kwargs: Any) -> httpx.Response:
+    """One request, read whole (at most ``limit`` bytes), with httpx's transport errors translated.
 
     Failing to connect never reached the server, so it is always worth another try
     (``Transient``). A read timeout or a dropped connection after sending is only
     ``Transient`` for ``repeatable`` requests (polls): a submit may have created a job,
     and sending it again could charge the person twice (docs/hosted-apis.md §3.5).
+    An answer past ``limit`` is stopped there, so a broken or hostile server cannot
+    fill the memory of a studio that serves everyone (``AnswerTooLarge``).
     """
     try:
-        return client.request(method, url, timeout=timeout, **kwargs)
+        response = client.send(client.build_request(method, url, timeout=timeout, **kwargs), stream=True)
+        try:
+            _read(response, limit, provider)
+        finally:
+            response.close()
+        return response
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise ProviderError(f"The {provider} address {url!r} is not a valid http(s) URL; check its base URL "
                             "setting.") from exc
@@ -77,6 +84,30 @@ def send(client: httpx.Client, method: str, url: str, *, provider: str, timeout:
         if repeatable:
             raise Transient(f"{provider} did not answer in time ({type(exc).__name__}).") from exc
         raise not_resubmitted(provider, type(exc).__name__) from exc
+
+
+class AnswerTooLarge(ProviderError):
+    """A provider's answer (not a video download) went past the size we read."""
+
+
+def _read(response: httpx.Response, limit: int | None, provider: str) -> None:
+    """``response.read()``, stopping at ``limit`` bytes (after decompression: that is what
+    lands in memory). A declared Content-Length over the limit is refused unread."""
+    if limit is None:
+        response.read()
+        return
+    declared = response.headers.get("Content-Length", "")
+    too_large = AnswerTooLarge(f"{provider} sent an answer larger than {limit / 2**20:g} MB (HTTP "
+                               f"{response.status_code}); it was not read.", status=response.status_code)
+    if declared.isdigit() and int(declared) > limit and "Content-Encoding" not in response.headers:
+        raise too_large
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what httpx's own read() stores; .json() and .text use it
 
 
 def not_resubmitted(provider: str, why: str) -> ProviderError:

@@ -130,7 +130,8 @@ class ModelsLabBackend(HostedBackend):
     def checker(self, task_id: str, key: str, *, fresh: bool) -> Callable[[], PollState]:
         def fetch() -> PollState:
             # §1.3: fetch is POST with the key in the JSON body, not GET.
-            response, body = self.ask("POST", f"/video/fetch/{quote(task_id, safe='')}", json={"key": key})
+            response, body = self.ask("POST", f"/video/fetch/{quote(task_id, safe='')}", json={"key": key},
+                                      task_id=task_id)
             self.raise_for_problem(response, body, key, task_id=task_id)
             return self._state(body, task_id)
 

@@ -168,7 +168,7 @@ class NovitaBackend(HostedBackend):
             nonlocal misses
             # §2.2: the task result really is GET, with the same Bearer header.
             response, body = self.ask("GET", "/v3/async/task-result", params={"task_id": task_id},
-                                      headers=_auth(key))
+                                      headers=_auth(key), task_id=task_id)
             if body.get("reason") == "TASK_NOT_FOUND" and misses < grace:
                 misses += 1
                 raise Transient(f"Novita does not know task {task_id} yet.", status=response.status_code)

@@ -29,7 +29,7 @@ from studio.errors import BadSetting, VideoTooLarge
 from studio.images import load_image
 from studio.request import PARAMETERS, GenerationRequest
 from studio.video import probe
-from tests.fakes import FakeModelsLab, FakeNovita
+from tests.fakes import FakeModelsLab, FakeNovita, Reply
 from tests.fakes.media import make_mp4_bytes
 
 KEY = "test-key"
@@ -196,6 +196,36 @@ def test_modelslab_video_over_the_cap_is_refused_once(client, image, tmp_path, m
         assert files(tmp_path / "job") == []
         # The other links (proxy, future) are the same video: not tried after this.
         assert len(ml.requests_for("download")) == (0 if output_format == "inline" else 1)
+
+
+def test_a_poll_answer_past_the_cap_is_refused_with_the_task_id(client, image, tmp_path, monkeypatch):
+    """A status answer is read up to the largest video allowed, as base64 (an answer may
+    carry the video inline), and no further: a broken server cannot fill the memory."""
+    monkeypatch.delenv("NOVITA_API_KEY", raising=False)
+    monkeypatch.setenv("MAX_VIDEO_MB", "0.05")  # answers up to 0.05 * 4/3 + 1 MB
+    backend = NovitaBackend(client, **FAST)
+    with FakeNovita(KEY, queued_polls=0, processing_polls=0) as nv:
+        monkeypatch.setenv("NOVITA_BASE_URL", nv.base_url)
+        nv.script("poll", Reply(json={"task": {"status": "TASK_STATUS_QUEUED"}, "extra": "x" * (2 * MB)}))
+        with pytest.raises(http.AnswerTooLarge) as err:
+            backend.generate(image, backend.resolve(request()), Job(workdir=tmp_path / "job", api_key=KEY))
+        task = next(iter(nv.tasks))
+        assert str(err.value) == (f"Novita sent an answer larger than {(0.05 * 4 / 3 * MB + MB) / MB:g} MB "
+                                  f"(HTTP 200); it was not read. (task id {task})")
+        assert err.value.job_id == task and len(nv.requests_for("poll")) == 1  # not asked again
+        assert files(tmp_path / "job") == []
+
+
+def test_an_answer_without_a_length_is_cut_off_at_the_limit(client, streamer):
+    url = streamer.url(f"/video?size={20 * MB}&chunked=1")
+    with pytest.raises(http.AnswerTooLarge) as err:
+        http.send(client, "GET", url, provider="Novita AI", timeout=http.Timeouts().for_poll(), repeatable=True,
+                  limit=MB)
+    assert str(err.value) == "Novita AI sent an answer larger than 1 MB (HTTP 200); it was not read."
+    assert streamer.gave_up.wait(10) and streamer.sent < 10 * MB  # it stopped reading, the server noticed
+    answer = http.send(client, "GET", streamer.url(f"/video?size={MB}&chunked=1"), provider="Novita AI",
+                       timeout=http.Timeouts().for_poll(), repeatable=True, limit=MB)
+    assert answer.content == padded_mp4(MB)  # exactly at the limit: read whole
 
 
 # --- streamed without Content-Length, announced and never sent, exactly at the cap -----
