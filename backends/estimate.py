@@ -1,20 +1,24 @@
 """How long a local SVD run takes, worked out from the request before anything is loaded.
 
-The work is counted in FLOPs on the real SVD-XT architecture (BENCHMARKS.md, "GPU": torch's
-FlopCounterMode at 1024x576 and 25 frames): 159.9 TFLOP per UNet step with guidance (which
-runs the UNet on a batch of 2) and 173.6 TFLOP to decode the 25 frames. 1024x576 is 0.59
-megapixels, so per frame and megapixel:
+The work is counted in FLOPs on the real SVD-XT architecture (torch's FlopCounterMode on
+meta tensors, as ``bench.cpu_speed`` counts it) at five sizes from 256x144 to 2048x1152, 4
+to 25 frames. Per frame it is linear in the frame count, and in the frame's megapixels P it
+is a*P + b*P^2: the square is spatial attention, a fifth of the UNet's work at 1024x576
+and half of it at 2048x1152. The fits, in TFLOP per frame (within 0.5 % of every count
+from 512x288 up; 5 % under at 256x144, where the margins below cover it):
 
-    UNET_TFLOP   = 5.42   one UNet pass without guidance   (159.9 / 2 / (25 x 0.59))
-    DECODE_TFLOP = 11.8   the VAE decode                    (173.6 / (25 x 0.59))
+    one pass of the whole UNet, unguided          4.383 P + 1.777 P^2  (1024x576: 3.20)
+    one shallow pass (cache_interval, in between)  1.337 P + 1.562 P^2  (1024x576: 1.33)
+    the VAE decode                                11.477 P + 0.500 P^2  (1024x576: 6.94)
 
-    work = frames x megapixels x (steps x UNET_TFLOP x (2 if guided else 1) x unet scale
-                                  + DECODE_TFLOP x vae scale)
+    work = frames x (sum over steps of passes x pass cost) x unet scale + frames x decode x vae scale
 
-Guidance is on when the larger guidance scale is over 1, as in diffusers. The count is
-linear in pixels; spatial attention grows with their square (about a fifth of SVD-XT's
-UNet FLOPs at 1024x576, counted), so smaller frames cost a little less than this (at 512x256 the
-counted UNet step was 9.4, not 10.8, TFLOP per frame-megapixel): the estimate errs long.
+A step's passes are 2 with guidance (the UNet runs on a batch of 2) and 1 without; guidance
+is on when the larger guidance scale is over 1, as in diffusers, and only for the first
+``round(guidance_stop x steps)`` steps. With ``cache_interval`` k, steps 0, k, 2k... run the
+whole UNet and the others the shallow edge (``backends.speedups``, which this follows). The
+shallow share grows with the size (0.30 of a whole pass at 256x144, 0.42 at 1024x576, 0.59
+at 2048x1152), so it is counted per size here rather than as one saving.
 
 The scales are the model's UNet and VAE parameter counts against SVD-XT's: 1 for the hub
 models (svd, svd-xt and svd-xt-1-1 share one architecture) and for a model whose weights
@@ -39,10 +43,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from backends.speedups import guided_steps
 from studio.errors import BadSetting
 
-UNET_TFLOP = 159.9 / 2 / (25 * 0.589824)  # 5.42: one unguided UNet pass, per frame-megapixel
-DECODE_TFLOP = 173.6 / (25 * 0.589824)  # 11.8: the VAE decode, per frame-megapixel
+# TFLOP per frame of P megapixels: (a, b) in a*P + b*P^2 (see above).
+UNET_PASS = (4.383, 1.777)
+SHALLOW_PASS = (1.337, 1.562)
+DECODE = (11.477, 0.500)
 SVD_XT_UNET_PARAMS = 1_524_623_082  # UNetSpatioTemporalConditionModel() with its default (SVD-XT) config
 SVD_XT_VAE_PARAMS = 97_700_000  # the temporal-decoder VAE of the hub repos (BENCHMARKS.md)
 SMALLEST_ESTIMATED = 0.1  # a UNet under a tenth of SVD-XT's is not estimated (see above)
@@ -71,16 +78,34 @@ class Run:
     frames: int
     steps: int
     guided: bool
+    cache_interval: int = 1
+    guidance_stop: float = 1.0
 
     @classmethod
     def of(cls, request: Any) -> Run:
         """From a resolved request; its width x height bounds what 'fit' makes."""
         top = max(request.min_guidance_scale or 0.0, request.max_guidance_scale or 0.0)
-        return cls(request.width, request.height, request.num_frames, request.num_inference_steps, top > 1)
+        stop = 1.0 if request.guidance_stop is None else request.guidance_stop
+        return cls(request.width, request.height, request.num_frames, request.num_inference_steps, top > 1,
+                   request.cache_interval or 1, stop)
+
+    def passes(self) -> tuple[int, int]:
+        """(whole-UNet passes, shallow passes) of the run, a guided step counting two."""
+        guided = guided_steps(self.guidance_stop, self.steps) if self.guided else 0
+        whole = shallow = 0
+        for step in range(self.steps):
+            width = 2 if step < guided else 1
+            if step % self.cache_interval == 0:
+                whole += width
+            else:
+                shallow += width
+        return whole, shallow
 
     def tflop(self, unet_scale: float = 1.0, vae_scale: float = 1.0) -> float:
-        unet = self.steps * UNET_TFLOP * (2 if self.guided else 1) * unet_scale
-        return self.frames * self.width * self.height / 1e6 * (unet + DECODE_TFLOP * vae_scale)
+        mp = self.width * self.height / 1e6
+        unet_pass, shallow_pass, decode = (a * mp + b * mp * mp for a, b in (UNET_PASS, SHALLOW_PASS, DECODE))
+        whole, shallow = self.passes()
+        return self.frames * ((whole * unet_pass + shallow * shallow_pass) * unet_scale + decode * vae_scale)
 
     def describe(self, last: str = ", ") -> str:
         """'1024x576, 25 frames, 25 steps' (``last`` joins the steps: ' and ')."""

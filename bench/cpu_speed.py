@@ -15,6 +15,8 @@ The default size is small so that five videos fit in a few minutes on 2 cores: 2
 
     python -m bench.cpu_speed            # full-size architecture, a few minutes on 2 cores
     python -m bench.cpu_speed --quick    # the test-size model, seconds: checks the code path
+    python -m bench.cpu_speed --count-sizes  # counting only, 512x288 to 2048x1152, against
+                                             # backends.estimate's fitted formula (seconds)
 """
 
 from __future__ import annotations
@@ -104,6 +106,30 @@ class WorkCounter:
             return self._count(lambda: self.parts["vae"].decode(torch.randn(f, 4, h, w), num_frames=f))
 
 
+SIZES = ((512, 288, 14), (1024, 576, 25), (1536, 864, 25), (2048, 1152, 25))
+
+
+def count_sizes() -> None:
+    """Counted TFLOP of one guided step (whole UNet, shallow edge) and of the decode per
+    size, next to what ``backends.estimate.Run`` says for the same: its fit's error."""
+    from backends.estimate import Run
+    from bench._common import table
+
+    rows = []
+    for width, height, frames in SIZES:
+        work = WorkCounter(False, {"width": width, "height": height, "frames": frames})
+        whole, shallow, decode = work.call("full", 2 * frames), work.call("shallow", 2 * frames), work.decode()
+        one = Run(width, height, frames, steps=1, guided=True)
+        fit_whole = one.tflop() - Run(width, height, frames, steps=0, guided=True).tflop()
+        fit_shallow = Run(width, height, frames, steps=2, guided=True, cache_interval=2).tflop() - one.tflop()
+        fit_decode = Run(width, height, frames, steps=0, guided=True).tflop()
+        rows.append([f"{width}x{height}, {frames} frames", whole, f"{fit_whole / whole - 1:+.1%}", shallow,
+                     f"{shallow / whole:.2f}", f"{fit_shallow / shallow - 1:+.1%}", decode,
+                     f"{fit_decode / decode - 1:+.1%}"])
+    print(table(["size", "guided step TFLOP", "estimate", "shallow step TFLOP", "share", "estimate",
+                 "decode TFLOP", "estimate"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the test-size model: checks the code path in seconds")
@@ -111,7 +137,12 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=144)
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--count-sizes", action="store_true",
+                        help="only count one UNet step (whole and shallow) and the decode at several sizes")
     args = parser.parse_args()
+    if args.count_sizes:
+        count_sizes()
+        return
     began = time.perf_counter()
 
     import diffusers

@@ -104,8 +104,8 @@ def test_a_full_size_video_on_the_cpu_is_refused_with_settings_that_fit(cpu_only
     with pytest.raises(BackendError) as info:
         service.generate(photo, "local", {"model": "svd-xt"})  # 1024x576, 25 frames, 25 steps by default
     assert str(info.value) == (
-        "On this machine's CPU this video would take about 11 h 35 min (1024x576, 25 frames, 25 steps); "
-        "at 384x192, 8 frames and 6 steps it would take about 8 min. "
+        "On this machine's CPU this video would take about 11 h 36 min (1024x576, 25 frames, 25 steps); "
+        "at 384x192, 8 frames and 6 steps it would take about 6 min. "
         "Lower the size, frames or steps, or pick a hosted backend."
     )  # refused before loading: svd-xt is a hub id, and the hub is offline here
 
@@ -126,7 +126,7 @@ def test_the_limit_is_the_owners(cpu_only, monkeypatch):
     with pytest.raises(BackendError) as info:
         preflight(cpu_only, small)
     assert str(info.value) == (  # nothing smaller fits in a second, and there is no hosted backend to offer
-        "On this machine's CPU this video would take about 73 s (256x128, 4 frames, 4 steps). "
+        "On this machine's CPU this video would take about 62 s (256x128, 4 frames, 4 steps). "
         "Lower the size, frames or steps."
     )
     monkeypatch.setenv("LOCAL_CPU_MAX_SECONDS", "86400")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import backends
-from backends import speedups
+from backends import estimate, speedups
 from studio import images, outputs, service, video
 from studio.errors import Cancelled, InvalidParameter
 from tests.conftest import EXAMPLES
@@ -25,6 +25,17 @@ BASE = {"width": 128, "height": 64, "num_frames": FRAMES, "num_inference_steps":
 
 def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def planned(calls: list[speedups.Call]) -> tuple[int, int]:
+    """(whole, shallow) UNet passes as ``backends.estimate`` counts them: a guided call is two."""
+    return (sum(c.rows // FRAMES for c in calls if c.kind == "full"),
+            sum(c.rows // FRAMES for c in calls if c.kind == "shallow"))
+
+
+def estimated(**extra) -> tuple[int, int]:
+    backend = backends.get_backend("local")
+    return estimate.Run.of(backend.resolve(service.build_request({**BASE, **extra}, backend))).passes()
 
 
 def run(photo, **extra) -> tuple[list[np.ndarray], list[speedups.Call], dict]:
@@ -83,6 +94,7 @@ def test_a_mode_reproduces_differs_from_off_and_calls_the_unet_as_planned(tiny_m
     assert [(c.kind, c.rows) for c in calls] == expected  # rows: videos x frames (2 x 4 with guidance)
     assert [c.step for c in calls] == list(range(STEPS))
     assert all(used[name] == value for name, value in extra.items())  # reported, so in the recipe too
+    assert estimated(**extra) == planned(calls)  # what ZeroGPU asks for and the CPU refusal count is what runs
 
 
 def test_both_modes_together_keep_progress_and_the_cached_cond_half(tiny_model, photo):
@@ -94,6 +106,7 @@ def test_both_modes_together_keep_progress_and_the_cached_cond_half(tiny_model, 
     assert [(c.kind, c.rows) for c in calls] == [
         ("full", 8), ("shallow", 8), ("full", 8), ("shallow", 4), ("full", 4), ("shallow", 4),
     ]
+    assert estimated(cache_interval=2, guidance_stop=0.5) == planned(calls) == (5, 4)
     assert [t for t in progress if t.startswith("Denoising")] == [f"Denoising step {i}/{STEPS}" for i in range(1, 7)]
 
 

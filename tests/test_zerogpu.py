@@ -69,12 +69,14 @@ def test_each_call_asks_for_the_time_its_request_needs(spaces, monkeypatch, phot
         FULL,
         {**FULL, "min_guidance_scale": 1.0, "max_guidance_scale": 1.0},  # no guidance: half the UNet work
         {**FULL, "num_frames": 14},
+        {**FULL, "cache_interval": 3, "guidance_stop": 0.5},  # the speed modes do less work: it asks for less
     ]
     for params in asks:  # each call is refused before it runs: nothing is loaded
         spaces.refuse_next(spaces.quota_exceeded(999, 30))
         with pytest.raises(BackendError):
             run(backend, photo, params)
-    small, full, unguided, fewer = spaces.asked
+    small, full, unguided, fewer, faster = spaces.asked
+    assert faster < full * 0.75
     assert small < full / 4
     assert full <= zerogpu.MAX_SECONDS
     assert small < fewer < full and unguided < full

@@ -1,0 +1,38 @@
+"""The run-time estimate (``backends.estimate``) against FLOPs counted on the real SVD-XT
+architecture (FlopCounterMode on meta tensors, as ``bench.cpu_speed`` counts them):
+per guided UNet step, per shallow (cached) step, and the decode, at 25 frames."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.estimate import Run
+
+# (width, height): TFLOP counted for one guided whole-UNet step, one guided shallow step, the decode
+COUNTED = {
+    (512, 288): (19.25 * 25 / 14, 6.48 * 25 / 14, 23.8 * 25 / 14),  # counted at 14 frames; linear in frames
+    (1024, 576): (159.9, 66.6, 173.6),
+    (1536, 864): (447.46, 226.29, 402.8),
+    (2048, 1152): (1011.61, 592.55, 746.5),
+}
+
+
+@pytest.mark.parametrize("size", list(COUNTED), ids=[f"{w}x{h}" for w, h in COUNTED])
+def test_the_estimate_follows_the_counted_work_at_every_size(size):
+    whole, shallow, decode = COUNTED[size]
+    plain = Run(*size, frames=25, steps=25, guided=True)
+    assert plain.tflop() == pytest.approx(25 * whole + decode, rel=0.005)
+    cached = Run(*size, frames=25, steps=25, guided=True, cache_interval=5)  # whole on 0, 5, 10, 15, 20
+    assert cached.passes() == (10, 40)
+    assert cached.tflop() == pytest.approx(5 * whole + 20 * shallow + decode, rel=0.005)
+    stopped = Run(*size, frames=25, steps=25, guided=True, guidance_stop=0.4)  # guided on the first 10
+    assert stopped.passes() == (35, 0)
+    assert stopped.tflop() == pytest.approx(10 * whole + 15 * whole / 2 + decode, rel=0.005)
+
+
+def test_unguided_runs_and_the_model_scale():
+    unguided = Run(1024, 576, frames=25, steps=25, guided=False, guidance_stop=0.5)  # nothing to stop
+    assert unguided.passes() == (25, 0)
+    assert unguided.tflop() == pytest.approx(25 * 159.9 / 2 + 173.6, rel=0.005)
+    half_unet = unguided.tflop(unet_scale=0.5, vae_scale=1.0)
+    assert half_unet == pytest.approx(25 * 159.9 / 4 + 173.6, rel=0.005)
