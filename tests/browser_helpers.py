@@ -12,12 +12,40 @@ spans, so its text is compared with whitespace removed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
+from typing import Any, Iterator
 
 from playwright.sync_api import Locator, Page, expect
 
 GENERATION_TIMEOUT_MS = 120_000
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@contextlib.contextmanager
+def studio_page(browser: Any, url: str, test_name: str, init_script: str | None = None
+                ) -> Iterator[tuple[Page, list[str]]]:
+    """A fresh page (its own browser context, so its own Gradio session) at ``url``, with
+    the uncaught errors it throws collected; a full-page screenshot named after the test
+    is left in test-artifacts/ when the block ends, however it ends."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    if init_script:
+        context.add_init_script(init_script)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(url)
+        yield page, errors
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        safe = re.sub(r"[^\w.-]+", "_", test_name)
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{safe}.png"), full_page=True)
+        finally:
+            context.close()
 
 
 def number_box(page: Page, name: str) -> Locator:

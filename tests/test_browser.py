@@ -22,14 +22,13 @@ from playwright.sync_api import Page, expect  # noqa: E402
 from studio import video  # noqa: E402
 from tests.browser_helpers import (  # noqa: E402
     GENERATION_TIMEOUT_MS, assert_video_plays, download, generate, history_count, json_text, number_box,
-    open_group, select, set_number, slider_max, toast_texts, upload,
+    open_group, select, set_number, slider_max, studio_page, toast_texts, upload,
 )
-from tests.conftest import EXAMPLES, ROOT, launched_demo  # noqa: E402
+from tests.conftest import EXAMPLES, launched_demo  # noqa: E402
 from tests.fakes import FakeModelsLab, FakeNovita  # noqa: E402
 from ui import sessions  # noqa: E402
 
 KEY = "sk-browser-canary-5e1d9b"
-ARTIFACTS = ROOT / "test-artifacts"
 LOCAL, MODELSLAB, NOVITA = "Local GPU (diffusers)", "ModelsLab", "Novita AI"
 
 
@@ -62,23 +61,10 @@ def app_url(launched):
 @pytest.fixture
 def page(browser, app_url, request):
     """A fresh page (its own Gradio session) with the layout loaded; screenshot at the end."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(app_url)
-    # demo.load shows the local backend's controls: the page is ready once they are there.
-    expect(number_box(pg, "width")).to_have_value("1024")
-    try:
+    with studio_page(browser, app_url, request.node.name) as (pg, errors):
+        # demo.load shows the local backend's controls: the page is ready once they are there.
+        expect(number_box(pg, "width")).to_have_value("1024")
         yield pg
-    finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^\w.-]+", "_", request.node.name)
-        try:
-            pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        finally:
-            context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
 
 

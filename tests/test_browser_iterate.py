@@ -26,11 +26,10 @@ import backends  # noqa: E402
 from studio import recipe, sweep, video  # noqa: E402
 from tests.browser_helpers import (  # noqa: E402
     GENERATION_TIMEOUT_MS, download, generate, history_count, json_text, number_box, open_group, select,
-    set_number, upload,
+    set_number, studio_page, upload,
 )
-from tests.conftest import EXAMPLES, ROOT, launched_studio  # noqa: E402
+from tests.conftest import EXAMPLES, launched_studio  # noqa: E402
 
-ARTIFACTS = ROOT / "test-artifacts"
 EXPECT_MS = 20_000  # for every page answer: the machine may be busy making a video meanwhile
 LOCAL = "Local GPU (diffusers)"
 SWEEP_BOX = "Try several values side by side"
@@ -71,27 +70,15 @@ new MutationObserver(() => {
 def page(browser, app_url, request):
     """A fresh page in a fresh browser context; a full-page screenshot at the end, and no
     error toast nor uncaught error allowed during the flow."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    context.add_init_script(RECORD_ERRORS)
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
     expect.set_options(timeout=EXPECT_MS)
-    pg.goto(app_url)
     toasts: list[str] = []
     try:
-        wait_ready(pg)
-        yield pg
-        toasts = pg.evaluate("window.__studioErrors")
+        with studio_page(browser, app_url, request.node.name, RECORD_ERRORS) as (pg, errors):
+            wait_ready(pg)
+            yield pg
+            toasts = pg.evaluate("window.__studioErrors")
     finally:
         expect.set_options(timeout=None)  # back to Playwright's default for other modules
-        ARTIFACTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^\w.-]+", "_", request.node.name)
-        try:
-            pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        finally:
-            context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
     assert not toasts, f"the page showed errors: {toasts}"
 
