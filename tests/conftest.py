@@ -9,8 +9,9 @@ import contextlib
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -64,6 +65,15 @@ def browser():
 @pytest.fixture
 def photo() -> Path:
     return EXAMPLES / "chelsea.png"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 import backends
-from tests.conftest import EXAMPLES, ROOT, launched_studio
+from tests.conftest import EXAMPLES, ROOT, launched_studio, wait_for
 from tests.fakes import FakeNovita
 
 KEY = "nv-end-key"
@@ -40,13 +40,6 @@ def app_url(novita, tiny_model):
 def polls(nv: FakeNovita) -> int:
     return len([r for r in nv.requests if r.route == "poll"])
 
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def left_records(caplog) -> list[logging.LogRecord]:

@@ -19,7 +19,6 @@ import json
 import logging
 import re
 import threading
-import time
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from backends.base import Result
 from studio import outputs, recipe, secrets, service
 from studio.errors import (BadImage, Cancelled, GenerationFailed, InvalidParameter, LimitReached, MissingKey,
                            ProviderError, TimedOut)
-from tests.conftest import EXAMPLES, launched_studio
+from tests.conftest import EXAMPLES, launched_studio, wait_for
 from tests.fakes import FakeNovita, Reply, novita_error
 from ui import page
 from ui.jobs import OUTCOMES, Runner, outcome_of
@@ -65,13 +64,6 @@ def accepting(novita):
     yield lambda key: setattr(novita, "api_key", key)
     novita.api_key, novita.fail_reason, novita.stuck = WORD, None, False
 
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def refused(client: Client, **values) -> str:

@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.conftest import launched_demo
+from tests.conftest import launched_demo, wait_for
 from ui import sessions
 
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -48,13 +41,13 @@ def studio(monkeypatch):
         yield demo, url
 
 
-def test_idle_sessions_are_slimmed_and_closed_ones_forgotten(studio, settings_file):
+def test_idle_sessions_are_slimmed_and_closed_ones_forgotten(studio, settings_file, monkeypatch):
     demo, url = studio
+    monkeypatch.setattr(sessions, "SLIM_AFTER_S", 3600.0)  # nothing happens until the test says so:
+    monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 3600.0)  # a busy machine must not race the checks
     held = demo.state_holder.session_data
     stayer = Client(url, verbose=False)
     read(stayer, settings_file)
-    assert held[stayer.session_hash].config_values  # Gradio's deep-link copy of the page, per session
-    page = held[stayer.session_hash].blocks_config
     mover = Client(url, verbose=False)
     left = []
     for _ in range(3):
@@ -63,11 +56,15 @@ def test_idle_sessions_are_slimmed_and_closed_ones_forgotten(studio, settings_fi
         mover.reset_session()  # a new page: the old one's heartbeat ends
     read(mover, settings_file)
     assert set(left) <= set(held)
+    assert held[stayer.session_hash].config_values  # Gradio's deep-link copy of the page, per session
+    page = held[stayer.session_hash].blocks_config
 
+    monkeypatch.setattr(sessions, "SLIM_AFTER_S", 0.5)
     wait_for(lambda: not held[stayer.session_hash].config_values, 20, "the idle session to be slimmed")
     assert held[stayer.session_hash].blocks_config is page  # what Gradio validates events against stays
     read(stayer, settings_file)  # and the slimmed session still answers
 
+    monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 1.5)
     wait_for(lambda: not set(left) & set(held), 20, "the closed sessions to be forgotten")
     assert stayer.session_hash in held and mover.session_hash in held  # open pages keep their state
     stayer.close()
