@@ -7,6 +7,7 @@ far better than a fixed web palette.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Iterable
@@ -14,6 +15,13 @@ from typing import Iterable
 import numpy as np
 
 from studio.errors import GenerationFailed
+
+# imageio-ffmpeg starts ffmpeg with preexec_fn=os.setpgrp (to shield it from Ctrl+C). Python
+# documents preexec_fn as unsafe in a program with threads: the child runs Python code between
+# fork and exec and can deadlock there. The studio encodes and probes in worker threads, and a
+# soak run caught such a child spinning forever. This is imageio-ffmpeg's own switch to not do
+# it; the ffmpeg children then stop with the server on Ctrl+C, which is what we want anyway.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
 
 
 def ffmpeg() -> str:
