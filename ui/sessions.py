@@ -43,9 +43,11 @@ from typing import Any
 import gradio as gr
 
 log = logging.getLogger(__name__)
+_trimmed = [-float("inf")]  # time.monotonic() of the last malloc_trim
 
 SLIM_AFTER_S = 5.0  # idle this long: the deep-link copy goes (soon: freed memory is reused by new sessions)
 FORGET_CLOSED_S = 3600.0  # closed and idle this long: the whole session goes
+TRIM_EVERY_S = 60.0  # at most this often, after freeing, glibc is asked to return free memory
 EVERY_S = 5.0  # a pass over at most state_session_capacity sessions: well under a millisecond each
 
 
@@ -78,8 +80,10 @@ def tidy(demo: gr.Blocks, now: datetime.datetime | None = None) -> Tidied:
                 slimmed += 1
     if forgotten:  # rare (an hour after a page closed), so the slower clean-up is worth it here
         gc.collect()
-        _give_back_memory()
         log.info("Sessions: forgot %d closed page(s); %d kept", forgotten, len(holder.session_data))
+    if (slimmed or forgotten) and time.monotonic() - _trimmed[0] >= TRIM_EVERY_S:
+        _trimmed[0] = time.monotonic()
+        _give_back_memory()
     return Tidied(slimmed, forgotten)
 
 
