@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 import ui  # noqa: E402
-from studio import outputs, secrets  # noqa: E402
+from studio import heap, outputs, secrets  # noqa: E402
 from ui import build_demo, sessions  # noqa: E402
 
 MAX_UPLOAD = "50mb"
@@ -54,6 +54,7 @@ def mcp_wanted() -> bool:
 
 
 def main() -> None:
+    heap.limit_arenas()  # before any thread starts (studio.heap says why)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     secrets.install_log_filter()

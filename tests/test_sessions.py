@@ -100,3 +100,12 @@ def test_a_closed_session_is_kept_while_it_has_work_or_was_used_lately(studio, s
     finally:
         demo._queue.pending_event_ids_session.pop(busy, None)
     assert sessions.tidy(demo) == sessions.Tidied(0, 1) and busy not in held
+
+
+def test_the_c_heap_is_limited_to_few_arenas_unless_the_owner_chose(monkeypatch):
+    from studio import heap
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert heap.limit_arenas() is False  # glibc already read the owner's value at start
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert heap.limit_arenas() is (heap._libc() is not None)  # glibc accepted the limit (where there is one)

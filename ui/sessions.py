@@ -21,7 +21,8 @@ Sessions that never close (a raw HTTP caller opens no heartbeat) stay bounded by
 ``state_session_capacity``, now that each costs little. Slimming soon matters more than
 giving memory back: Python reuses what a slimmed session freed for the next one, so the
 process stops growing, but it rarely returns freed memory to the system (measured:
-slimming 200 sessions at once freed 68 MB of objects and 12 MB of resident size).
+slimming 200 sessions at once freed 68 MB of objects and 12 MB of resident size). After
+freeing, at most once a minute, glibc is asked to return its free pages (``studio.heap``).
 
 This reaches into Gradio's ``StateHolder`` (``session_data``, ``time_last_used``, its
 lock), ``SessionState.config_values`` and the queue's ``pending_event_ids_session``;
@@ -30,8 +31,6 @@ lock), ``SessionState.config_values`` and the queue's ``pending_event_ids_sessio
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime
 import gc
 import logging
@@ -41,6 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+
+from studio import heap
 
 log = logging.getLogger(__name__)
 _trimmed = [-float("inf")]  # time.monotonic() of the last malloc_trim
@@ -83,7 +84,7 @@ def tidy(demo: gr.Blocks, now: datetime.datetime | None = None) -> Tidied:
         log.info("Sessions: forgot %d closed page(s); %d kept", forgotten, len(holder.session_data))
     if (slimmed or forgotten) and time.monotonic() - _trimmed[0] >= TRIM_EVERY_S:
         _trimmed[0] = time.monotonic()
-        _give_back_memory()
+        heap.give_back()
     return Tidied(slimmed, forgotten)
 
 
@@ -118,15 +119,3 @@ def _sleep(demo: gr.Blocks, seconds: float) -> bool:
     while demo.is_running and time.monotonic() < deadline:
         time.sleep(0.5)
     return demo.is_running
-
-
-def _give_back_memory() -> None:
-    """``malloc_trim(0)``: glibc keeps freed heap pages for reuse unless told otherwise."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        pass
