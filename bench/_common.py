@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import statistics
+import subprocess
 from typing import Any, Sequence
 
 
@@ -35,3 +36,13 @@ def load_note() -> str:
     import os
 
     return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
+def stop_app(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    """Ask a launched app to stop; kill it if it has not within ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

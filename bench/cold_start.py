@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench._common import free_port, load_note, median, table
+from bench._common import free_port, load_note, median, stop_app, table
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO = """\
@@ -69,12 +69,7 @@ def time_to_200(script: Path, stderr_path: Path, timeout: float = 60.0) -> float
             time.sleep(0.02)
         raise TimeoutError(f"{script.name} did not serve / within {timeout} s")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_app(proc, grace=10)
         err.close()
 
 

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._common import free_port, load_note, table
+from bench._common import free_port, load_note, stop_app, table
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "examples" / "astronaut.png"
@@ -185,15 +185,6 @@ def start_app(env: dict[str, str], log_path: Path, timeout: float = 120.0) -> tu
         time.sleep(0.2)
     stop_app(proc)
     raise TimeoutError(f"app.py did not serve / within {timeout:.0f} s:\n{log_path.read_text()[-2000:]}")
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # --- the jobs ----------------------------------------------------------------------------
