@@ -11,6 +11,7 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 import ui  # noqa: E402
 from studio import heap, outputs, secrets  # noqa: E402
@@ -35,6 +36,8 @@ def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
         # Gradio keeps every session's state; ui.sessions slims idle ones and forgets closed
         # ones, and this bounds those that never close (Gradio's default is 10,000).
         state_session_capacity=SESSION_CAPACITY,
+        # ui.sessions forgets a session only while no heartbeat of it is open; this watches them.
+        app_kwargs={"middleware": [Middleware(sessions.HeartbeatWatch)]},
     )
     if mcp_wanted():
         settings["mcp_server"] = True  # /generate, /sweep and /read_settings as MCP tools

@@ -1,7 +1,12 @@
-"""Gradio's per-session state stays small, and closed pages are forgotten.
+"""Gradio's per-session state stays small, and pages without a heartbeat are forgotten.
 
 A real launched app, real ``gradio_client`` sessions with real heartbeats (Gradio's fast
-test rate), and the studio's tidying thread running with short times.
+test rate), raw HTTP callers that never open one, and the studio's tidying thread
+running with short times.
+
+gradio_client moves its heartbeat to a new session only at the server's next "ALIVE"
+line, so a session it used and left within one heartbeat interval may never have had
+one: these tests never assume it had, and wait for what the server saw instead.
 """
 
 from __future__ import annotations
@@ -10,12 +15,12 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 
 from tests.conftest import launched_demo, wait_for
 from ui import sessions
-
 
 
 @pytest.fixture
@@ -64,13 +69,34 @@ def test_idle_sessions_are_slimmed_and_closed_ones_forgotten(studio, settings_fi
     assert held[stayer.session_hash].blocks_config is page  # what Gradio validates events against stays
     read(stayer, settings_file)  # and the slimmed session still answers
 
+    wait_for(lambda: sessions.heartbeat_open(stayer.session_hash) and sessions.heartbeat_open(mover.session_hash),
+             20, "the open clients' heartbeats to reach the server")
+    assert not any(sessions.heartbeat_open(old) for old in left)  # ended, or never opened
+
     monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 1.5)
-    wait_for(lambda: not set(left) & set(held), 20, "the closed sessions to be forgotten")
+    wait_for(lambda: not set(left) & set(held), 20, "the sessions left behind to be forgotten")
     assert stayer.session_hash in held and mover.session_hash in held  # open pages keep their state
     stayer.close()
+    wait_for(lambda: not sessions.heartbeat_open(stayer.session_hash), 20, "a closed client's heartbeat to end")
     wait_for(lambda: stayer.session_hash not in held, 20, "a closed client's session to go")
     assert mover.session_hash in held
     mover.close()
+
+
+def test_a_caller_that_never_opens_a_heartbeat_is_forgotten_too(studio, monkeypatch):
+    """A raw HTTP caller (``/call/``) has a session but never a heartbeat: Gradio never marks
+    it closed, so only the server's own count of open heartbeats lets it go."""
+    demo, url = studio
+    monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 3600.0)
+    held = demo.state_holder.session_data
+    answer = httpx.post(f"{url}gradio_api/call/read_settings", json={"data": [None]})
+    event = answer.json()["event_id"]
+    with httpx.stream("GET", f"{url}gradio_api/call/read_settings/{event}") as stream:
+        told = "".join(stream.iter_lines())
+    assert "file is required" in told  # a real call, answered with the studio's sentence
+    assert event in held and not held[event].is_closed and not sessions.heartbeat_open(event)
+    monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 1.5)
+    wait_for(lambda: event not in held, 20, "the raw caller's session to be forgotten")
 
 
 def test_a_closed_session_is_kept_while_it_has_work_or_was_used_lately(studio, settings_file, monkeypatch):
@@ -85,7 +111,8 @@ def test_a_closed_session_is_kept_while_it_has_work_or_was_used_lately(studio, s
     read(client, settings_file)
     quiet = client.session_hash
     client.close()
-    wait_for(lambda: held[busy].is_closed and held[quiet].is_closed, 20, "both sessions to be marked closed")
+    wait_for(lambda: not sessions.heartbeat_open(busy) and not sessions.heartbeat_open(quiet), 20,
+             "no heartbeat open for either session")
 
     monkeypatch.setattr(sessions, "SLIM_AFTER_S", 3600.0)
     monkeypatch.setattr(sessions, "FORGET_CLOSED_S", 3600.0)

@@ -12,28 +12,40 @@ So a small thread, every ``EVERY_S``:
   needs stays (the components as handlers last updated them, which Gradio validates the
   next event against, and ``gr.State`` values); Gradio writes to the copy again as the
   page changes, and nothing reads it, so the page works on as before;
-- forgets a session that is closed (its heartbeat dropped), idle for
-  ``FORGET_CLOSED_S`` and has nothing queued or running: an hour, Gradio's own time
-  for a closed page's state values, so a laptop that slept or a phone that switched
-  apps comes back to a working page.
+- forgets a session that has no heartbeat open (its page closed, or it never opened
+  one: a raw HTTP caller, or a client that switched sessions before its heartbeat
+  caught up), idle for ``FORGET_CLOSED_S`` and with nothing queued or running: an hour,
+  Gradio's own time for a closed page's state values, so a laptop that slept or a phone
+  that switched apps comes back to a working page.
 
-Sessions that never close (a raw HTTP caller opens no heartbeat) stay bounded by
-``state_session_capacity``, now that each costs little. Slimming soon matters more than
-giving memory back: Python reuses what a slimmed session freed for the next one, so the
-process stops growing, but it rarely returns freed memory to the system (measured:
-slimming 200 sessions at once freed 68 MB of objects and 12 MB of resident size). After
-freeing, at most once a minute, glibc is asked to return its free pages (``studio.heap``).
+Whether a heartbeat is open is watched at the server's door (``HeartbeatWatch``, an ASGI
+middleware that ``app.launch`` installs), not read from Gradio's ``is_closed`` mark: that
+mark is set only when an open heartbeat ends, so a session that never had one was never
+marked and stayed until ``state_session_capacity`` pushed it out. gradio_client shows it
+plainly: its heartbeat thread notices a ``reset_session`` only at the server's next
+"ALIVE" line, so a session used and left within one heartbeat interval never gets one.
+And the mark is never cleared, so a page whose heartbeat dropped once and came back
+would have been forgotten while open.
+
+``state_session_capacity`` still bounds the sessions of callers busy within the hour,
+now that each costs little. Slimming soon matters more than giving memory back: Python
+reuses what a slimmed session freed for the next one, so the process stops growing, but
+it rarely returns freed memory to the system (measured: slimming 200 sessions at once
+freed 68 MB of objects and 12 MB of resident size). After freeing, at most once a minute,
+glibc is asked to return its free pages (``studio.heap``).
 
 This reaches into Gradio's ``StateHolder`` (``session_data``, ``time_last_used``, its
-lock), ``SessionState.config_values`` and the queue's ``pending_event_ids_session``;
-``tests/test_sessions.py`` pins all of them.
+lock), ``SessionState.config_values``, the queue's ``pending_event_ids_session`` and the
+heartbeat route's path (``/heartbeat/<session>``); ``tests/test_sessions.py`` pins all of them.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime
 import gc
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -47,9 +59,46 @@ log = logging.getLogger(__name__)
 _trimmed = [-float("inf")]  # time.monotonic() of the last malloc_trim
 
 SLIM_AFTER_S = 5.0  # idle this long: the deep-link copy goes (soon: freed memory is reused by new sessions)
-FORGET_CLOSED_S = 3600.0  # closed and idle this long: the whole session goes
+FORGET_CLOSED_S = 3600.0  # no heartbeat open and idle this long: the whole session goes
 TRIM_EVERY_S = 60.0  # at most this often, after freeing, glibc is asked to return free memory
 EVERY_S = 5.0  # a pass over at most state_session_capacity sessions: well under a millisecond each
+
+
+_HEARTBEAT = re.compile(r"/heartbeat/([^/]+)/?$")
+_open_lock = threading.Lock()
+_open: collections.Counter[str] = collections.Counter()  # session -> heartbeat streams open now
+
+
+class HeartbeatWatch:
+    """ASGI middleware: counts the heartbeat streams open for each session.
+
+    A page keeps one open for as long as it is open (a reconnect after a network blip
+    opens the next one); the count falls back to zero when the stream ends, however it ends.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        found = _HEARTBEAT.search(scope.get("path", "")) if scope.get("type") == "http" else None
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        session = found.group(1)
+        with _open_lock:
+            _open[session] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with _open_lock:
+                _open[session] -= 1
+                if _open[session] <= 0:
+                    del _open[session]
+
+
+def heartbeat_open(session_id: str) -> bool:
+    with _open_lock:
+        return _open.get(session_id, 0) > 0
 
 
 @dataclass(frozen=True)
@@ -59,7 +108,7 @@ class Tidied:
 
 
 def tidy(demo: gr.Blocks, now: datetime.datetime | None = None) -> Tidied:
-    """Slim the idle sessions and forget the long-closed ones (see the module's text)."""
+    """Slim the idle sessions and forget those long without a heartbeat (see the module's text)."""
     holder = getattr(demo, "state_holder", None)
     queue = getattr(demo, "_queue", None)
     if holder is None or queue is None:  # not launched yet
@@ -73,7 +122,7 @@ def tidy(demo: gr.Blocks, now: datetime.datetime | None = None) -> Tidied:
             idle = (now - last).total_seconds() if last else float("inf")
             if idle < SLIM_AFTER_S or pending.get(session_id):
                 continue
-            if state.is_closed and idle >= FORGET_CLOSED_S:
+            if idle >= FORGET_CLOSED_S and not heartbeat_open(session_id):
                 _drop(holder, session_id)
                 forgotten += 1
             elif state.config_values:
