@@ -142,7 +142,7 @@ class Result:
     """A finished video on disk and what the backend learned while making it.
 
     ``used`` holds only the backend's own facts (the size after 'fit', the seed a provider
-    reports, the device...); ``studio.service`` merges them with the resolved request into
+    reports, the device...); ``orchestration.service`` merges them with the resolved request into
     the one account of the job that the page and the API both show.
     """
 

@@ -109,7 +109,7 @@ class HostedBackend(Backend):
         ``MissingKey`` raised before any network call.
 
         Only the environment's key is masked for everyone from now on: a pasted key is
-        its visitor's alone, masked in that job's messages by ``studio.service``
+        its visitor's alone, masked in that job's messages by ``orchestration.service``
         (``secrets.job_secret``) and forgotten when the job ends."""
         env = self.key_env or ""
         key = (job.api_key or "").strip()

@@ -5,7 +5,7 @@ encoders add directly to what a person waits for. The reference is what a plain 
 would do: ``imageio.v2.mimwrite`` to MP4 through imageio-ffmpeg with its defaults
 (libx264, quality 5) and ``imageio.v3.imwrite`` to GIF through Pillow. Frames are smooth
 moving gradients with mild noise, closer to real video than pure noise or flat colour.
-Ours makes the GIF from the MP4 (as ``studio.service`` does); Pillow gets the raw frames.
+Ours makes the GIF from the MP4 (as ``orchestration.service`` does); Pillow gets the raw frames.
 
     python -m bench.encoding [--runs 3] [--quick]
 """

@@ -46,7 +46,7 @@ def main() -> None:
 
     try:
         import backends
-        from studio import service
+        from orchestration import service
         from tests.fakes.media import make_mp4_bytes
         from tests.fakes.novita import FakeNovita
 

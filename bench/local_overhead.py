@@ -87,7 +87,8 @@ def main() -> None:
     from diffusers import StableVideoDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
 
-    from studio import images, preview, service, video
+    from studio import images, preview, video
+    from orchestration import service
     from tests.tiny_svd import build_tiny_pipeline
 
     diffusers_logging.disable_progress_bar()

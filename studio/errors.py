@@ -84,7 +84,7 @@ class BadVideo(StudioError, ValueError):
 
 
 class LimitReached(StudioError):
-    """A hosted job would go past a limit on the owner's own API key (``studio.limits``).
+    """A hosted job would go past a limit on the owner's own API key (``orchestration.limits``).
     One sentence: which limit, when it frees up, and that pasting one's own key lifts it."""
 
 

@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 import backends
-from studio import service
+from orchestration import service
 from studio.errors import BackendError, BadSetting, InvalidParameter
 from tests.conftest import EXAMPLES, launched_studio
 from tests.fakes import FakeNovita

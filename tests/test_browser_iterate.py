@@ -23,7 +23,8 @@ if not Path("/usr/bin/chromium").exists():  # pragma: no cover - depends on the 
 from playwright.sync_api import Page, expect  # noqa: E402
 
 import backends  # noqa: E402
-from studio import recipe, sweep, video  # noqa: E402
+from studio import recipe, video  # noqa: E402
+from orchestration import sweep
 from tests.browser_helpers import (  # noqa: E402
     GENERATION_TIMEOUT_MS, download, generate, history_count, json_text, number_box, open_group, select,
     set_number, studio_page, upload,

@@ -9,7 +9,8 @@ import time
 import pytest
 from gradio_client import Client, handle_file
 
-from studio import service, video
+from studio import video
+from orchestration import service
 from studio.errors import Cancelled
 from tests.conftest import EXAMPLES, launched_studio
 from tests.fakes import FakeNovita

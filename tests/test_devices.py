@@ -12,7 +12,8 @@ import time
 import pytest
 
 import backends
-from studio import service, video
+from studio import video
+from orchestration import service
 from studio.errors import BadSetting
 from tests.conftest import EXAMPLES
 

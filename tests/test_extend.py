@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from backends.base import Result
-from studio import extend, recipe, video
+from studio import recipe, video
+from orchestration import extend
 from studio.errors import Cancelled, InvalidParameter
 from tests.fakes import FakeNovita
 from tests.fakes.media import make_frames
@@ -185,7 +186,7 @@ def test_a_segment_of_another_size_is_resized_to_the_first():
 
 
 def test_continuing_an_existing_video_keeps_it_as_the_first_segment(tiny_model, photo):
-    from studio import service
+    from orchestration import service
 
     made = service.generate(photo, "local", {**SMALL, "seed": 21})
     result, segments = run(photo, "local", {**SMALL, "seed": 21}, segments=3, same_seed=True, first=made)

@@ -21,7 +21,8 @@ from backends import http
 from backends.base import Job
 from backends.modelslab import ModelsLabBackend
 from backends.novita import NovitaBackend
-from studio import images, presets, service
+from studio import images
+from orchestration import presets, service
 from studio.errors import InvalidParameter
 from studio.request import PARAMETERS, GenerationRequest
 from tests.conftest import EXAMPLES, ROOT
@@ -206,7 +207,7 @@ def test_framing_needs_no_torch_and_no_network():
         "import socket, sys\n"
         "def refuse(*args): raise AssertionError('framing opened a connection')\n"
         "socket.socket.connect = refuse\n"
-        "from studio import service\n"
+        "from orchestration import service\n"
         "for name in ('local', 'modelslab', 'novita'):\n"
         "    for mode in ('crop', 'fit'):\n"
         "        service.framing('examples/chelsea.png', name, {'resize_mode': mode})\n"

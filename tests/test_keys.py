@@ -27,7 +27,8 @@ import pytest
 from gradio_client import Client, handle_file
 
 from backends.base import Result
-from studio import outputs, recipe, secrets, service
+from studio import outputs, recipe, secrets
+from orchestration import service
 from studio.errors import (BadImage, Cancelled, GenerationFailed, InvalidParameter, LimitReached, MissingKey,
                            ProviderError, TimedOut)
 from tests.conftest import EXAMPLES, launched_studio, wait_for

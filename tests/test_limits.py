@@ -13,9 +13,9 @@ import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 
-from studio import limits
+from orchestration import limits
 from studio.errors import BadSetting, LimitReached
-from studio.limits import Limits, SpendGuard
+from orchestration.limits import Limits, SpendGuard
 from tests.conftest import EXAMPLES, launched_studio
 from tests.fakes import FakeNovita
 from ui.visitor import visitor

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import backends
-from studio import service, video
+from studio import video
+from orchestration import service
 from studio.errors import BackendError, Cancelled, InvalidParameter
 
 SMALL = {"width": 128, "height": 64, "num_frames": 4, "num_inference_steps": 2}

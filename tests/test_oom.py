@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from backends.devices import Settings
-from studio import service, video
+from studio import video
+from orchestration import service
 from studio.errors import OutOfMemory
 
 SMALL = {"width": 128, "height": 64, "num_frames": 4, "num_inference_steps": 2, "decode_chunk_size": 8}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from studio import outputs, service
+from studio import outputs
+from orchestration import service
 from studio.errors import BadSetting
 from studio.video import probe
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import backends
-from studio import presets
+from orchestration import presets
 from studio.errors import PresetError
-from studio.service import build_request
+from orchestration.service import build_request
 
 
 def test_every_shipped_preset_loads_and_resolves_on_the_local_backend():
@@ -335,7 +335,7 @@ def test_broken_or_colliding_saved_files_are_skipped_with_one_warning_each(folde
     (folder / "b-balanced.json").write_text(json.dumps({**UPLOAD, "name": "balanced"}), encoding="utf-8")
     (folder / "c-key.json").write_text(json.dumps(with_parameters({"options": {"api_key": "sk"}})), encoding="utf-8")
     (folder / "notes.txt").write_text("not a preset", encoding="utf-8")
-    with caplog.at_level("WARNING", logger="studio.presets"):
+    with caplog.at_level("WARNING", logger="orchestration.presets"):
         table = presets.load_all()
     assert list(table) == [*BUILTIN_NAMES, "Good one"]
     skipped = [

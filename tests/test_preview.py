@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio import preview, service
+from studio import preview
+from orchestration import service
 from studio.preview import PreviewThrottle, denoised_estimate, latents_to_frames, latents_to_rgb, write_preview
 from tests.test_local import SMALL, frames_of
 

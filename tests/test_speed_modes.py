@@ -13,7 +13,8 @@ import pytest
 
 import backends
 from backends import estimate, speedups
-from studio import images, outputs, service, video
+from studio import images, outputs, video
+from orchestration import service
 from studio.errors import Cancelled, InvalidParameter
 from tests.conftest import EXAMPLES
 from tests.test_local import frames_of

@@ -7,7 +7,7 @@ import threading
 import time
 
 from backends.base import Result
-from studio import sweep
+from orchestration import sweep
 from studio.errors import Cancelled
 from ui.jobs import Runner
 

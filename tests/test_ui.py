@@ -145,7 +145,7 @@ def test_cancel_reaches_only_that_sessions_jobs():
 
 def test_the_page_and_the_api_report_the_same_fields(studio, tiny_model, photo):
     """One job through the page's handler, one through the API's path: same account."""
-    from studio import service
+    from orchestration import service
 
     s = studio
     data = page_values(s, "local", width=128, height=64, num_frames=4, num_inference_steps=2, seed=5)
@@ -219,7 +219,7 @@ def test_the_framing_preview_is_the_frame_sent_at_the_chosen_size(studio):
 
 
 def test_saving_a_preset_adds_it_to_the_list_without_the_seed_when_random(studio, tmp_path, monkeypatch):
-    from studio import presets
+    from orchestration import presets
     from ui.panels import presets as saved
 
     monkeypatch.setenv("USER_PRESETS_DIR", str(tmp_path))

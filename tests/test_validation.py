@@ -6,7 +6,7 @@ import pytest
 
 import backends
 from studio.errors import InvalidParameter
-from studio.service import build_request
+from orchestration.service import build_request
 
 LOCAL = "Local GPU (diffusers)"
 

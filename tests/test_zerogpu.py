@@ -15,7 +15,8 @@ import backends
 from backends import zerogpu
 from backends.base import Job
 from backends.local import LocalBackend
-from studio import images, outputs, service, video
+from studio import images, outputs, video
+from orchestration import service
 from studio.errors import BackendError, Cancelled, InvalidParameter
 
 STANDIN = Path(__file__).parent / "spaces_standin"

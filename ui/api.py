@@ -27,7 +27,8 @@ from gradio.data_classes import FileData
 
 import backends
 from backends.base import Flag, Limit, Range, Result
-from studio import extend, outputs, recipe, secrets, service, sweep
+from studio import outputs, recipe, secrets
+from orchestration import extend, service, sweep
 from studio.request import PARAMETERS, GenerationRequest, describe
 from ui.errors import need, page_errors
 from ui.jobs import Runner, Task, client_alive

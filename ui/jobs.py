@@ -1,7 +1,7 @@
 """The job runner: one worker thread per job, watched from the page's event loop.
 
 A job is ``task(cancel=, on_progress=, on_job_id=, on_preview=)`` returning a ``Result``
-(see ``studio.service``). ``Runner.run`` starts it and yields status lines (and live
+(see ``orchestration.service``). ``Runner.run`` starts it and yields status lines (and live
 previews) while it runs, then its ``Result``. The worker stops at its next step or poll when:
 
 - the person presses Cancel (``cancel_session``);

@@ -1,4 +1,4 @@
-"""Who is asking: the name a visitor's jobs are counted under (``studio.limits``).
+"""Who is asking: the name a visitor's jobs are counted under (``orchestration.limits``).
 
 The client's address. Behind a proxy (the Spaces one included) the connection comes
 from the proxy, an address on a private network, and the visitor's address is in

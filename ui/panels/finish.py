@@ -18,7 +18,8 @@ import gradio as gr
 
 import backends
 from backends.base import Result
-from studio import extend, finish, recipe, service
+from studio import finish, recipe
+from orchestration import extend, service
 from ui.errors import need, page_errors
 from ui.panels.history import available, find, photo
 from ui.panels.run import drive

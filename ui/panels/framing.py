@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 import backends
-from studio import service
+from orchestration import service
 from studio.errors import StudioError
 from ui import controls
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 import backends
-from studio import presets
+from orchestration import presets
 from ui import controls
 
 if TYPE_CHECKING:

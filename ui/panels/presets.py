@@ -1,5 +1,5 @@
 """The presets panel: save the page's settings under a name, download a preset, add one
-from a file. Presets are shared data files (``studio.presets``); the dropdown that applies
+from a file. Presets are shared data files (``orchestration.presets``); the dropdown that applies
 them lives in the parameters panel."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from studio import outputs, presets
+from studio import outputs
+from orchestration import presets
 from ui import controls
 from ui.panels.parameters import NO_PRESET, choices
 

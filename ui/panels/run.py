@@ -17,7 +17,8 @@ import gradio as gr
 
 import backends
 from backends.base import Result
-from studio import recipe, secrets, service
+from studio import recipe, secrets
+from orchestration import service
 from studio.errors import Cancelled, StudioError
 from ui import controls
 from ui.errors import need, page_errors

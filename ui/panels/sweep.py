@@ -16,7 +16,8 @@ import gradio as gr
 
 import backends
 from backends.base import Result
-from studio import secrets, service, sweep
+from studio import secrets
+from orchestration import service, sweep
 from studio.errors import Cancelled
 from ui import controls
 from ui.errors import need, page_errors

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 import backends
 from backends.base import Job, Result
-from studio import images, limits, outputs, recipe, secrets, video
+from studio import images, outputs, recipe, secrets, video
+from orchestration import limits
 from studio.errors import InvalidParameter
 from studio.request import PARAMETERS, GenerationRequest
 
@@ -59,7 +60,7 @@ def generate(image: str | Path, backend: str, params: dict[str, Any], *, api_key
 
     Everything that can be refused is refused before the job waits for a slot: the
     values, the machine's abilities (``preflight``) and the image. Only then is the job
-    counted against ``visitor``'s allowance on the owner's key (``studio.limits``).
+    counted against ``visitor``'s allowance on the owner's key (``orchestration.limits``).
     """
     started = time.monotonic()
     chosen = backends.get_backend(backend)

@@ -33,7 +33,8 @@ from PIL import Image
 
 import backends
 from backends.base import ProgressFn, Range, Result
-from studio import limits, outputs, recipe, service, video
+from studio import outputs, recipe, video
+from orchestration import limits, service
 from studio.errors import Cancelled, GenerationFailed, InvalidParameter
 
 MIN_SEGMENTS, MAX_SEGMENTS = 2, 8

@@ -21,9 +21,9 @@ from typing import Any
 
 import backends
 from backends.base import Range
-from studio import limits as spend  # not `limits`: the functions here use that name for ranges
+from orchestration import limits as spend  # not `limits`: the functions here use that name for ranges
 from studio.errors import InvalidParameter
-from studio.service import build_request
+from orchestration.service import build_request
 
 MIN_VALUES, MAX_VALUES = 2, 8
 # The parameters people sweep most, offered first; any other numeric one follows.
