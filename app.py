@@ -40,7 +40,7 @@ def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
         app_kwargs={"middleware": [Middleware(sessions.HeartbeatWatch)]},
     )
     if mcp_wanted():
-        settings["mcp_server"] = True  # /generate, /sweep and /read_settings as MCP tools
+        settings["mcp_server"] = True  # the API endpoints (ui.api) as MCP tools, /batch included
 
     settings |= overrides
     block = not settings.pop("prevent_thread_lock", False)

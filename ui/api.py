@@ -8,6 +8,8 @@
 - ``/extend(image, backend, segments, same_seed, <request fields>, <options>, api_key)``
   -> (joined video, parameters used for each segment)
 - ``/resume(task_id, backend, api_key)`` -> (video, parameters used)
+- ``/batch(images, backend, name_template, seed_per_photo, preset_b, gifs, <request fields>, <options>,
+  api_key)`` -> (ZIP of the videos and a manifest, one summary entry per video in input order)
 
 The signatures are built from the request model and every option any backend declares,
 so the API accepts each of them by name; each defaults to None, meaning "the backend's
@@ -18,6 +20,7 @@ that disconnects stops its jobs too.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from typing import Any, Optional
@@ -28,7 +31,8 @@ from gradio.data_classes import FileData
 import backends
 from backends.base import Flag, Limit, Range, Result
 from studio import outputs, recipe, secrets
-from orchestration import extend, service, sweep
+from orchestration import batch, extend, service, sweep
+from orchestration.batch_intake import DEFAULT_TEMPLATE, FIELDS
 from studio.request import PARAMETERS, GenerationRequest, describe
 from ui.errors import need, page_errors
 from ui.jobs import Runner, Task, client_alive
@@ -45,6 +49,7 @@ def register(runner: Runner, default_backend: str) -> None:
     gr.api(read_settings, api_name="read_settings")
     gr.api(finish_endpoint(runner), api_name="finish", concurrency_limit=None)
     gr.api(extend_endpoint(runner, default_backend), api_name="extend", concurrency_limit=None)
+    gr.api(batch_endpoint(default_backend), api_name="batch", concurrency_limit=None)
     resume = resume_endpoint(runner)
     resume._mcp_type = "none"  # type: ignore[attr-defined] # scripts only: not one of the agents' tools
     gr.api(resume, api_name="resume", concurrency_limit=None)
@@ -227,6 +232,46 @@ def extend_endpoint(runner: Runner, default_backend: str) -> Any:
         head, tuple[FileData, list[dict]],
         "The joined MP4 (its settings, every segment's included, are stored in its comment tag) and the parameters "
         "used for each segment, in order.", call)
+
+
+def batch_endpoint(default_backend: str, manager: batch.BatchManager | None = None) -> Any:
+    manager = manager or batch.MANAGER
+    fields = ", ".join("{" + f + "}" for f in FIELDS)
+    head = [(inspect.Parameter("images", KIND, annotation=list[FileData]),
+             "The photos (PNG, JPEG or WebP), and/or ZIP files of photos (folders inside are flattened)."),
+            (inspect.Parameter("backend", KIND, default=default_backend, annotation=str), _backend_doc()),
+            (inspect.Parameter("name_template", KIND, default=DEFAULT_TEMPLATE, annotation=str),
+             f"How each video is named, from {fields}; names are made file-safe and a repeated one gets -2, -3."),
+            (inspect.Parameter("seed_per_photo", KIND, default=True, annotation=bool),
+             "True: a new random seed for each photo; False: every photo uses `seed`."),
+            (inspect.Parameter("preset_b", KIND, default=None, annotation=Optional[str]),
+             "A preset's name: each photo is made twice, with these settings (A) and with the preset over them (B)."),
+            (inspect.Parameter("gifs", KIND, default=False, annotation=bool),
+             "Also put a GIF of each video in the ZIP (slower).")]
+
+    async def call(values: dict, api_key: str | None, request: gr.Request) -> tuple[FileData, list]:
+        files = values.pop("images") or []
+        paths = [_path(f, "images", "upload photos, or a ZIP of photos") for f in files]
+        options = {k: values.pop(k) for k in ("backend", "name_template", "seed_per_photo", "preset_b", "gifs")}
+        made = await asyncio.to_thread(
+            manager.create, paths, options["backend"], values, template=options["name_template"],
+            seed_per_photo=options["seed_per_photo"] is not False, preset_b=options["preset_b"] or None,
+            gifs=bool(options["gifs"]), api_key=api_key, visitor=visitor(request), owner=f"api-{request.session_hash}")
+        alive = client_alive(request)
+        with outputs.kept_briefly():
+            while not await asyncio.to_thread(made.wait, 0.5):
+                if not alive():  # the client went away: as with any job, its batch stops
+                    made.cancel()
+        need(made.zip_path, "The batch stopped before its ZIP was written.")
+        return FileData(path=str(made.zip_path)), made.summary()
+
+    return _endpoint(
+        "batch", "Make one video from each of many photos with the same settings (or two, A and B, with "
+        "preset_b), named from a template, and get them in one ZIP with manifest.csv and manifest.json. A photo "
+        "that cannot be used, or fails, gets one sentence and the others go on.",
+        head, tuple[FileData, list[dict]],
+        "The ZIP's path, and a list with one entry per video in input order: {name: the photo's file name, "
+        "output: the video's file name in the ZIP, or error: one sentence naming the photo, seed}.", call)
 
 
 def read_settings(file: FileData) -> dict:
