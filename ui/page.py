@@ -15,7 +15,7 @@ import backends
 from studio import outputs, secrets
 from ui import api
 from ui.jobs import Runner
-from ui.panels import finish, framing, history, parameters, restore, run, sweep
+from ui.panels import batch, finish, framing, history, parameters, restore, run, sweep
 from ui.panels import presets as saved_presets
 from ui.panels.finish import FinishPanel
 from ui.panels.framing import FramingPanel
@@ -194,5 +194,8 @@ def _wire_presets(s: Studio, everything: set) -> None:
 def build_demo() -> gr.Blocks:
     secrets.remember_environment(*(b.key_env for b in map(backends.get_backend, backends.names()) if b.key_env))
     with gr.Blocks(title="SVD Studio: image to video", delete_cache=outputs.gradio_cache()) as demo:
-        wire(build_studio(), demo)
+        s = build_studio()
+        wire(s, demo)
+        with gr.Tab("Batch"):  # placed here for now; the panel builds and wires itself
+            batch.build(s.params.controls, s.input.backend, s.input.model, s.params.preset, s.input.api_key, demo)
     return demo
