@@ -136,7 +136,9 @@ def test_mcp_tools_are_the_studio_endpoints_without_resume(tiny_model):
 
     with launched_studio({"MCP_SERVER": "1"}) as url:
         tools = {tool.name: tool for tool in asyncio.run(list_tools(url))}
-    assert set(tools) == {"generate", "sweep", "read_settings", "finish", "extend"}
+    assert set(tools) == {"generate", "sweep", "read_settings", "finish", "extend", "batch"}
+    assert {"images", "name_template", "seed_per_photo", "preset_b", "gifs", "seed"} <= set(
+        tools["batch"].inputSchema["properties"])
     assert "one video per value" in tools["sweep"].description
     properties = tools["sweep"].inputSchema["properties"]
     assert {"image", "backend", "parameter", "values", "motion_bucket_id", "api_key"} <= set(properties)
