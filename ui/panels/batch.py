@@ -61,8 +61,8 @@ def build(params: dict[str, gr.Component], backend: gr.Component, model: gr.Comp
     fields = ", ".join("{" + f + "}" for f in FIELDS)
     gr.Markdown("Drop in many photos, or ZIPs of photos: each becomes a video with the settings above, "
                 "named from the template, all in one ZIP with a manifest.")
-    files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Photos or ZIPs",
-                    elem_id="batch-files")
+    # No file_types filter: the browser would drop other files silently, and each deserves its sentence.
+    files = gr.File(file_count="multiple", label="Photos or ZIPs", elem_id="batch-files")
     with gr.Row():
         template = gr.Textbox(DEFAULT_TEMPLATE, label="File names", max_lines=1, elem_id="batch-template",
                               info=f"Fields: {fields}. Repeated names get -2, -3.")
