@@ -26,7 +26,7 @@ __all__ = ["build_demo", "launch", "main"]
 def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
     """Queue and launch with the studio's settings; tests pass ``prevent_thread_lock`` etc."""
     settings: dict[str, Any] = dict(
-        theme=gr.themes.Soft(primary_hue="indigo"),
+        theme=ui.theme.make(),
         css=ui.CSS,
         # Outputs only (OUTPUT_DIR/svd-studio, or a temp folder); nothing else on disk is served.
         # Using the folder starts its sweeper (OUTPUT_MAX_AGE_MINUTES, OUTPUT_MAX_MB).

@@ -145,6 +145,21 @@ class LocalBackend(Backend):
         if device == "cpu":
             self._refuse_long_cpu_runs(request)
 
+    def estimate(self, request: GenerationRequest) -> str | None:
+        """The work counted in FLOPs (``backends.estimate``) over this machine's rate: on
+        ZeroGPU its GPU time, on the CPU its threads; a CUDA GPU's rate is not known."""
+        scale = self._scale(request)
+        if scale[0] < estimate.SMALLEST_ESTIMATED:
+            return None  # a test-size model: its cost is not what the estimate describes
+        if zerogpu.active():
+            return f"about {estimate.say(zerogpu.seconds_needed(self._work(request)))} of ZeroGPU time"
+        if any(devices.kind(d) != "cpu" for d in self._devices.devices()):
+            return None
+        import torch
+
+        seconds = estimate.Run.of(request).tflop(*scale) / estimate.cpu_rate(torch.get_num_threads())
+        return f"about {estimate.say(seconds)} on this machine's CPU"
+
     def _refuse_long_cpu_runs(self, request: GenerationRequest) -> None:
         """A video the CPU would take hours over is refused, with settings that fit."""
         import torch

@@ -19,7 +19,7 @@ import backends
 from backends.base import Job, Result
 from studio import images, outputs, recipe, secrets, video
 from orchestration import limits
-from studio.errors import InvalidParameter
+from studio.errors import InvalidParameter, StudioError
 from studio.request import PARAMETERS, GenerationRequest
 
 
@@ -139,6 +139,16 @@ def gif_for(mp4: Path, used: dict[str, Any]) -> Path:
 def make_poster(result: Result) -> Path:
     """The thumbnail the history shows for this video."""
     return video.poster(result.video, result.video.with_name("poster.png"))
+
+
+def estimate(backend: str, params: dict[str, Any]) -> str | None:
+    """How long ``generate`` would take with these values, in words, where the backend can
+    tell; None otherwise, and for values it would refuse (Generate says why)."""
+    chosen = backends.get_backend(backend)
+    try:
+        return chosen.estimate(chosen.resolve(build_request(params, chosen)))
+    except StudioError:
+        return None
 
 
 def framing(image: str | Path, backend: str, params: dict[str, Any]) -> backends.base.Framed:

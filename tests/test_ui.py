@@ -16,11 +16,13 @@ import pytest
 
 from backends.base import Result
 from studio.errors import Cancelled
-from ui import page
-from ui.jobs import Runner
-from ui.panels import parameters, run
 from tests.conftest import EXAMPLES
-from ui.studio import Studio
+from ui import entries, layout, page, views
+from ui.handlers import layout as shaping
+from ui.handlers import run
+from ui.jobs import Runner
+from ui.panels import parameters
+from ui.state import Studio
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +33,9 @@ def studio() -> Studio:
 
 def page_values(s: Studio, backend: str, **overrides) -> dict:
     """What the page holds after it loaded ``backend``, with ``overrides`` typed in."""
-    loaded = s.reshape(backend, None, None)
+    loaded = layout.reshape(s, backend, None, None)
     data = {s.input.backend: backend, s.input.model: loaded[s.input.model]["value"],
-            s.params.preset: parameters.NO_PRESET}
+            s.params.preset: parameters.NO_PRESET, s.shaped: loaded[s.shaped]}
     data |= {control: loaded[control].get("value") for control in s.params.controls.values()}
     for name, value in overrides.items():
         data[s.params.controls[name]] = value
@@ -44,7 +46,7 @@ def test_changing_the_model_keeps_the_key_and_every_valid_value(studio):
     s = studio
     data = page_values(s, "local", motion_bucket_id=40, width=512, seed=7)
     data[s.input.model] = "svd"
-    updates = page.on_model(s, data)
+    updates = shaping.on_model(s, data)
     assert s.input.api_key not in updates  # the typed key is never touched
     values = {name: updates[c].get("value") for name, c in s.params.controls.items()}
     assert (values["motion_bucket_id"], values["width"], values["seed"]) == (40, 512, 7)
@@ -55,7 +57,7 @@ def test_a_preset_keeps_the_key_and_what_it_does_not_set(studio):
     s = studio
     data = page_values(s, "local", width=128, num_inference_steps=3)
     data[s.params.preset] = "Subtle motion"
-    updates = parameters.on_preset(s, data)
+    updates = shaping.on_preset(s, data)
     assert s.input.api_key not in updates
     values = {name: updates[c].get("value") for name, c in s.params.controls.items()}
     assert values["motion_bucket_id"] == 40 and values["width"] == 128 and values["num_inference_steps"] == 3
@@ -63,7 +65,7 @@ def test_a_preset_keeps_the_key_and_what_it_does_not_set(studio):
 
 def test_a_new_backend_clears_the_key_and_shows_its_own_options(studio):
     s = studio
-    updates = page.on_backend(s, "modelslab")
+    updates = shaping.on_backend(s, page_values(s, "local") | {s.input.backend: "modelslab"})
     assert updates[s.input.api_key]["value"] == "" and updates[s.input.api_key]["visible"] is True
     shown = {name for name, c in s.params.controls.items() if updates[c]["visible"]}
     assert {"negative_prompt", "output_format"} <= shown
@@ -156,7 +158,9 @@ def test_the_page_and_the_api_report_the_same_fields(studio, tiny_model, photo):
         return await _collect(run.on_generate(s, data, request, progress=lambda *a, **k: None))
 
     updates = asyncio.run(main())
-    shown = next(u[s.output.used] for u in updates if s.output.used in u)
+    shown = next(u[s.output.used_json] for u in updates if s.output.used_json in u)
+    table = next(u[s.output.used] for u in updates if s.output.used in u)
+    assert "<code>seed</code></th><td>5</td>" in table  # the readable table holds the seed used
     params = {"width": 128, "height": 64, "num_frames": 4, "num_inference_steps": 2, "seed": 5}
     api = service.generate(photo, "local", params).used
     assert set(shown) == set(api)
@@ -170,7 +174,7 @@ def test_restoring_a_recipe_sets_backend_model_every_control_and_keeps_the_seed(
     data = page_values(s, "local", motion_bucket_id=90)
     recipe = {"model": "svd-xt", "num_frames": 25, "motion_bucket_id": 12, "noise_aug_strength": 0.3,
               "seed": 4242, "num_inference_steps": 30, "negative_prompt": "blurry"}
-    updates, said = s.restore("novita", recipe, data)
+    updates, said = layout.restore(s, "novita", recipe, data)
     assert updates[s.input.backend] == "novita"
     assert updates[s.input.api_key]["value"] == ""  # a key typed for another backend is not carried over
     values = {name: updates[c].get("value") for name, c in s.params.controls.items() if updates[c].get("visible")}
@@ -183,7 +187,7 @@ def test_restoring_a_recipe_sets_backend_model_every_control_and_keeps_the_seed(
 
 def test_a_recipe_from_an_unknown_backend_restores_onto_the_current_one(studio):
     s = studio
-    updates, said = s.restore("dalle", {"motion_bucket_id": 7}, page_values(s, "local"))
+    updates, said = layout.restore(s, "dalle", {"motion_bucket_id": 7}, page_values(s, "local"))
     assert s.input.backend not in updates
     assert updates[s.params.controls["motion_bucket_id"]]["value"] == 7
     assert said == "Restored 1 settings for Local GPU (diffusers). It was made on 'dalle', which this studio " \
@@ -191,14 +195,14 @@ def test_a_recipe_from_an_unknown_backend_restores_onto_the_current_one(studio):
 
 
 def test_a_history_entry_whose_file_is_gone_says_so_and_keeps_its_settings(studio, tmp_path):
-    from ui.panels import history
+    from ui.handlers import history
 
     s = studio
     gone = {"id": "abc", "video": str(tmp_path / "video.mp4"), "gif": None, "poster": None, "photo": None,
             "used": {"backend": "local", "motion_bucket_id": 61, "seed": 9}, "sent": None, "caption": "local · seed 9"}
     picked = history.on_pick(s, SimpleNamespace(index=0), [gone])
-    assert picked[s.history.note] == history.GONE and s.output.video not in picked
-    assert history.gallery_items([gone])[0][1] == "local · seed 9 (file removed)"
+    assert picked[s.history.note] == entries.GONE and s.output.video not in picked
+    assert entries.gallery_items([gone])[0][1] == "local · seed 9 (file removed)"
     data = page_values(s, "local") | {s.history.entries: [gone], s.history.selected: "abc"}
     reused = history.on_reuse(s, data)
     assert reused[s.params.controls["motion_bucket_id"]]["value"] == 61
@@ -206,7 +210,7 @@ def test_a_history_entry_whose_file_is_gone_says_so_and_keeps_its_settings(studi
 
 
 def test_the_framing_preview_is_the_frame_sent_at_the_chosen_size(studio):
-    from ui.panels import framing
+    from ui.handlers import framing
 
     s = studio
     data = page_values(s, "local", width=576, height=1024) | {s.input.image: str(EXAMPLES / "rocket.jpg")}
@@ -220,7 +224,7 @@ def test_the_framing_preview_is_the_frame_sent_at_the_chosen_size(studio):
 
 def test_saving_a_preset_adds_it_to_the_list_without_the_seed_when_random(studio, tmp_path, monkeypatch):
     from orchestration import presets
-    from ui.panels import presets as saved
+    from ui.handlers import presets as saved
 
     monkeypatch.setenv("USER_PRESETS_DIR", str(tmp_path))
     s = studio
@@ -236,14 +240,21 @@ def test_saving_a_preset_adds_it_to_the_list_without_the_seed_when_random(studio
 
 
 def test_a_sweep_suggests_values_and_refuses_a_bad_one_before_starting(studio):
-    from ui.panels import sweep
+    from ui.handlers import sweep
+    from ui.panels.sweep import ONE_PARAMETER
 
     s = studio
     data = page_values(s, "local") | {s.sweep.parameter: "motion_bucket_id"}
-    suggested = sweep.on_parameter(s, data)[s.sweep.values]
+    shaped_for = data[s.shaped]["sweep"]
+    assert shaped_for != "motion_bucket_id"
+    # tabbing through the picker (or code setting it) leaves the values the person typed
+    assert sweep.on_parameter(s, data | {s.sweep.parameter: shaped_for}) == gr.skip()
+    picked = sweep.on_parameter(s, data)
+    assert picked[s.shaped]["sweep"] == "motion_bucket_id"
+    suggested = picked[s.sweep.values]
     assert [int(v) for v in suggested.split(", ")] == [52, 103, 153, 204]
     data |= {s.input.image: str(EXAMPLES / "rocket.jpg"), s.input.api_key: "", s.params.randomize: True,
-             s.sweep.mode: sweep.ONE_PARAMETER, s.sweep.values: "40, 400"}
+             s.sweep.mode: ONE_PARAMETER, s.sweep.values: "40, 400"}
     with pytest.raises(Exception) as info:
         sweep.plan(s, data)
     assert "motion_bucket_id must be 1-255 for Local GPU (diffusers), got 400" in str(info.value)
@@ -266,3 +277,39 @@ def test_the_worker_sees_the_context_of_the_event_that_started_it():
 
     asyncio.run(main())
     assert seen["marker"] == "visitor-7"
+
+
+def test_a_pick_reshapes_the_page_once_whichever_way_it_came(studio):
+    """Keyboard and mouse picks both fire .change, and so does code setting a value: the
+    handlers reshape only for a value the page is not already shaped for."""
+    s = studio
+    data = page_values(s, "local")
+    assert shaping.on_backend(s, data) == gr.skip()  # set by code (a restore), or picked again
+    assert shaping.on_model(s, data) == gr.skip()
+    assert shaping.on_preset(s, data) == gr.skip()  # "(none)"
+    hosted = shaping.on_backend(s, data | {s.input.backend: "novita"})
+    assert hosted[s.shaped]["backend"] == "novita"
+    assert hosted[s.input.api_key]["visible"] is True and hosted[s.input.api_key]["value"] == ""
+    assert "Novita AI" in hosted[s.input.blurb]["value"]
+    assert hosted[s.params.controls["memory_mode"]]["visible"] is False  # a local-only setting
+    preset = shaping.on_preset(s, data | {s.params.preset: "Subtle motion"})
+    assert preset[s.shaped]["preset"] == "Subtle motion"
+    again = data | {s.params.preset: "Subtle motion", s.shaped: preset[s.shaped]}
+    assert shaping.on_preset(s, again) == gr.skip()
+
+
+def test_the_parameters_table_is_readable_and_escapes_what_it_shows():
+    table = views.parameters_table({"backend": "local", "motion_bucket_id": 127, "seed": 42,
+                                    "negative_prompt": "<b>blur</b>", "elapsed_seconds": 3.5})
+    assert "<th scope='row'>Motion amount<br><code>motion_bucket_id</code></th><td>127</td>" in table
+    assert "<code>seed</code></th><td>42</td>" in table
+    assert "Higher moves more; too high can warp faces and objects." in table
+    assert "&lt;b&gt;blur&lt;/b&gt;" in table and "<b>blur" not in table
+    assert views.parameters_table({}) == ""
+
+
+def test_the_length_line_says_seconds_and_the_estimate():
+    assert views.length_line(25, 7) == "**3.6 s** of video (25 frames at 7 fps)"
+    assert views.length_line(14, 6, "about 3 min on this machine's CPU") == (
+        "**2.3 s** of video (14 frames at 6 fps) · about 3 min on this machine's CPU to make")
+    assert views.length_line(None, 7) == ""

@@ -30,9 +30,9 @@ from gradio.data_classes import FileData
 
 import backends
 from backends.base import Flag, Limit, Range, Result
-from studio import outputs, recipe, secrets
 from orchestration import batch, extend, service, sweep
 from orchestration.batch_intake import DEFAULT_TEMPLATE, FIELDS
+from studio import outputs, recipe, secrets
 from studio.request import PARAMETERS, GenerationRequest, describe
 from ui.errors import need, page_errors
 from ui.jobs import Runner, Task, client_alive

@@ -16,7 +16,7 @@ import gradio as gr
 
 import backends
 from backends.base import Choice, Flag, Limit, Range, Text
-from studio.request import GROUPS, PARAMETERS, describe, group_of
+from studio.request import GROUPS, PARAMETERS, describe, group_of, title_of
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class Spec:
     description: str
     group: str
     limit: Limit  # the first declaration found: it decides the kind of control
+    title: str = ""  # the everyday name; the label shows it beside diffusers' name
+
+    @property
+    def label(self) -> str:
+        """'Motion amount (motion_bucket_id)': plain words first, the documented name kept."""
+        return f"{self.title} ({self.name})" if self.title and self.title != self.name else self.name
 
 
 def specs() -> dict[str, Spec]:
@@ -36,11 +42,12 @@ def specs() -> dict[str, Spec]:
         for model in backend.model_choices():
             for name, limit in backend.limits(model).items():
                 if name in PARAMETERS and name != "model" and name not in found:
-                    found[name] = Spec(name, describe(name), group_of(name), limit)
+                    found[name] = Spec(name, describe(name), group_of(name), limit, title_of(name))
     ordered = {name: found[name] for name in PARAMETERS if name in found}
     for name, option in backends.all_options().items():
         if option.shown:
-            ordered[name] = Spec(name, option.description, option.group, option.limit)
+            ordered[name] = Spec(name, option.description, option.group, option.limit,
+                                 name.replace("_", " ").capitalize())
     return ordered
 
 
@@ -50,15 +57,19 @@ def groups(table: dict[str, Spec]) -> list[str]:
     return [g for g in (*GROUPS, *dict.fromkeys(extra)) if any(s.group == g for s in table.values())]
 
 
-def make_control(spec: Spec) -> gr.Component:
-    common = {"label": spec.name, "info": spec.description, "visible": False, "elem_id": f"param-{spec.name}"}
+def make_control(spec: Spec, shown: dict[str, Any] | None = None) -> gr.Component:
+    """The control for ``spec``, already as ``shown`` (its ``control_update`` for the backend
+    the page opens with): the first paint is the real page, and no event ever reads a
+    control still holding a placeholder value outside its range."""
+    common = {"label": spec.label, "info": spec.description, "visible": False, "elem_id": f"param-{spec.name}"}
+    common |= {k: v for k, v in (shown or {}).items() if k != "__type__"}
     limit = spec.limit
     if isinstance(limit, Range) and limit.optional:  # empty means automatic: a box, not a slider
         return gr.Number(precision=0 if limit.integer else None, **common)
     if isinstance(limit, Range):
         return gr.Slider(**common)
     if isinstance(limit, Choice):
-        return gr.Dropdown(choices=list(limit.options), **common)
+        return gr.Dropdown(**({"choices": list(limit.options)} | common))
     if isinstance(limit, Flag):
         return gr.Checkbox(**common)
     return gr.Textbox(max_lines=1, **common)

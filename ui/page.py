@@ -1,22 +1,25 @@
 """Composes the page: where each panel sits, and which event runs which handler.
 
-Each panel builds its own components; this module only places them and wires them.
-A new feature is a new panel module and a few lines here.
+Panels build their components; handlers (``ui.handlers``) answer events; this module
+only places the one and wires the other. The first view holds what a newcomer needs
+(the photo, where it runs, motion and length, presets and Generate on the left; the
+video and its progress on the right); every other setting is in the closed Advanced
+box, and every tool that acts on a video in a closed section under the player.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gradio as gr
 
-import backends
 from studio import outputs, secrets
-from ui import api
+from ui import api, jobview, theme
+from ui.handlers import finish, framing, history, layout, presets, restore, run, sweep
 from ui.jobs import Runner
-from ui.panels import batch, finish, framing, history, parameters, restore, run, sweep
-from ui.panels import presets as saved_presets
+from ui.panels import batch
+from ui.panels import run as run_panel
+from ui.panels import sweep as sweep_panel
 from ui.panels.finish import FinishPanel
 from ui.panels.framing import FramingPanel
 from ui.panels.history import HistoryPanel
@@ -27,109 +30,124 @@ from ui.panels.presets import PresetsPanel
 from ui.panels.restore import RestorePanel
 from ui.panels.resume import ResumePanel
 from ui.panels.sweep import SweepPanel
-from ui.studio import Studio, bind
+from ui.state import Studio, bind
 
-CSS = """
-#title h1 {margin-bottom: 0}
-#title p {margin-top: 4px; color: var(--body-text-color-subdued)}
-#status {min-height: 2.2em}
-.gradio-container {max-width: 1400px !important}
-"""
+CSS = theme.CSS
 # Layout events are quick; jobs have no Gradio limit because each backend keeps its own
 # line (backends.base.Slots): people waiting for the GPU never hold up a hosted job.
 LAYOUT_CONCURRENCY = 8
-
-
-def default_backend() -> str:
-    return backends.names()[0]
-
-
-def on_backend(s: Studio, name: str) -> dict:
-    chosen = backends.get_backend(name)
-    if chosen.key_env and not os.environ.get(chosen.key_env):
-        gr.Warning(f"{chosen.label} needs an API key: set {chosen.key_env} in the environment or paste a key "
-                   "in the API key field.")
-    return s.reshape(name, None, None)
-
-
-def on_model(s: Studio, data: dict) -> dict:
-    return s.reshape(data[s.input.backend], data[s.input.model], s.params.values(data))
-
-
-def on_load(s: Studio) -> dict:
-    return s.reshape(default_backend(), None, None)
+PRIVATE = {"api_visibility": "private"}
+# After a job: bring the player into view if the person scrolled away (on a phone it is
+# under the settings), without moving a page that already shows it.
+SHOW_VIDEO = """() => {
+  const box = document.querySelector('#video');
+  if (!box) return;
+  const r = box.getBoundingClientRect();
+  if (r.top < 0 || r.bottom > window.innerHeight) box.scrollIntoView({behavior: 'smooth', block: 'start'});
+}"""
 
 
 def build_studio(runner: Runner | None = None) -> Studio:
-    """Every panel, placed; call inside a ``gr.Blocks``."""
-    gr.Markdown(
-        "# SVD Studio\nTurn a still photo into a short video with Stable Video Diffusion. "
-        "Drop in an image, pick where it runs, adjust the motion, press **Generate**. "
-        "Every video remembers its settings: drop one back in to get them again.",
-        elem_id="title",
-    )
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=5):
-            inputs = InputPanel.build(default_backend())
-            framing = FramingPanel.build()
-            preset = ParametersPanel.build_preset()
-            restorer = RestorePanel.build()
-            go, stop = run.build()
-            sweep_controls = SweepPanel.build_controls()
-            resume = ResumePanel.build()
-            params = ParametersPanel.build(preset)
-            saved = PresetsPanel.build()
-        with gr.Column(scale=6):
+    """Every panel of the "Make a video" tab, placed; call inside a ``gr.Blocks``."""
+    with gr.Row(equal_height=False, elem_id="studio"):
+        with gr.Column(scale=6, elem_id="left"):
+            first = layout.default_backend()
+            inputs = InputPanel.build(first)
+            featured, length = ParametersPanel.build_featured(first)
+            with gr.Row(equal_height=True, elem_id="preset-row"):
+                preset = ParametersPanel.build_preset()
+                toggle = PresetsPanel.build_toggle()
+            saved = PresetsPanel.build(toggle)
+            go, stop = run_panel.build()
+            framing_box: list[FramingPanel] = []
+            params = ParametersPanel.build(first, preset, featured, length,
+                                           extras={"Size and output": lambda: framing_box.append(FramingPanel.build())})
+        with gr.Column(scale=5, elem_id="right"):
             output = OutputPanel.build()
-            sweeps = SweepPanel.build(sweep_controls)
-            finishing = FinishPanel.build()
             past = HistoryPanel.build()
-    return Studio(inputs, framing, params, saved, restorer, resume, sweeps, output, finishing, past, go, stop,
-                  runner or Runner())
+            finishing = FinishPanel.build()
+            sweeps = SweepPanel.build(SweepPanel.build_controls())
+            restorer = RestorePanel.build()
+            resume = ResumePanel.build()
+    return Studio(inputs, framing_box[0], params, saved, restorer, resume, sweeps, output, finishing, past, go, stop,
+                  runner or Runner(), gr.State({}))
 
 
 def wire(s: Studio, demo: gr.Blocks) -> None:
-    layout = s.layout_outputs()
-    private = {"api_visibility": "private"}
+    shaping = s.layout_outputs()
     reframe = _framing(s)
-    # Only the person's own pick reshapes the page (.select): restoring settings sets the
-    # backend too, and must not have its values reset by a change event; and .input fires
-    # twice for one pick in a dropdown, the second time with values the first has outdated. Whatever
-    # reshapes the page is followed by the framing preview (.then), so the preview reads
-    # the page once it is consistent, never halfway through an update.
-    reframe(s.input.backend.select(bind(on_backend, s), s.input.backend, layout, **private))
-    reframe(s.input.model.select(bind(on_model, s), {s.input.backend, s.input.model, *s.params.inputs()}, layout,
-                                 **private))
-    reframe(s.params.preset.change(bind(parameters.on_preset, s),
-                                   {s.input.backend, s.input.model, s.params.preset, *s.params.inputs()}, layout,
-                                   **private))
-    s.params.preset.change(bind(saved_presets.on_chosen, s), s.params.preset, s.presets.download, **private)
+    # Backend, model and preset reshape the page on .change, which a keyboard pick and a
+    # mouse pick both fire; the handlers skip a value the page is already shaped for
+    # (ui.handlers.layout). What reshapes the page is followed by the framing preview
+    # and the length line (.then), which read the page once it is consistent.
+    after_shaping = _after_shaping(s, reframe)
+    after_shaping(s.input.backend.change(bind(layout.on_backend, s), {s.input.backend, s.shaped}, shaping, **PRIVATE))
+    after_shaping(s.input.model.change(bind(layout.on_model, s),
+                                       {s.input.backend, s.input.model, s.shaped, *s.params.inputs()}, shaping,
+                                       **PRIVATE))
+    after_shaping(s.params.preset.change(bind(layout.on_preset, s),
+                                         {s.input.backend, s.input.model, s.params.preset, s.shaped,
+                                          *s.params.inputs()}, shaping, **PRIVATE))
+    s.params.preset.change(bind(presets.on_chosen, s), s.params.preset, s.presets.download, **PRIVATE)
+    s.input.examples.select(_pick_example, None, s.input.image, **PRIVATE)
+    for name in ("num_frames", "fps", "num_inference_steps", "width", "height", "cache_interval", "guidance_stop"):
+        if name in s.params.controls:
+            s.params.controls[name].input(bind(layout.on_length, s), _length_inputs(s), s.params.length,
+                                          trigger_mode="always_last", show_progress="hidden", **PRIVATE)
+
     everything = {s.input.image, s.input.backend, s.input.model, s.input.api_key, s.params.randomize,
                   s.history.entries, s.history.selected, *s.params.inputs()}
-    outputs = run.job_outputs(s)
-    gif = bind(run.on_gif, s)
-    s.go.click(bind(run.on_generate, s), everything, outputs, concurrency_limit=None, **private
-               ).success(gif, s.history.entries, run.gif_outputs(s), **private)
-    s.resume.button.click(bind(run.on_resume, s),
-                          {s.input.backend, s.input.api_key, s.resume.task_id, s.history.entries,
-                           s.params.controls["seed"]},
-                          outputs, concurrency_limit=None, **private
-                          ).success(gif, s.history.entries, run.gif_outputs(s), **private)
-    s.stop.click(bind(run.on_cancel, s), None, s.output.status, queue=False, **private)
+    outputs_ = jobview.job_outputs(s)
+    _job(s, s.go.click(bind(run.on_generate, s), everything, outputs_, concurrency_limit=None, **PRIVATE), s.go)
+    _job(s, s.resume.button.click(bind(run.on_resume, s),
+                                  {s.input.backend, s.input.api_key, s.resume.task_id, s.history.entries,
+                                   s.params.controls["seed"]},
+                                  outputs_, concurrency_limit=None, **PRIVATE), s.resume.button)
+    s.stop.click(bind(run.on_cancel, s), None, s.output.status, queue=False, **PRIVATE)
     if {"width", "height"} <= set(s.params.controls):  # no backend offered may take a size
         reframe(s.framing.size.input(bind(framing.on_size, s), s.framing.size,
-                                     [s.params.controls["width"], s.params.controls["height"]], **private))
+                                     [s.params.controls["width"], s.params.controls["height"]], **PRIVATE))
     for trigger in framing.triggers(s):  # the person's own changes to the photo and the frame
         reframe(trigger)
-    _wire_restore(s, everything, outputs, reframe)
+    _wire_restore(s, everything, outputs_, reframe)
     _wire_sweep(s, everything)
     _wire_presets(s, everything)
-    _wire_finish(s, everything, outputs)
-    reframe(demo.load(bind(on_load, s), None, layout, **private))
-    demo.load(bind(history.on_load, s), s.history.entries, s.history.gallery, **private)
-    demo.load(bind(saved_presets.on_load, s), None, s.params.preset, **private)
+    _wire_finish(s, everything, outputs_)
+    after_shaping(demo.load(bind(layout.on_load, s), None, shaping, **PRIVATE))
+    demo.load(bind(history.on_load, s), s.history.entries, [s.history.gallery, s.history.box], **PRIVATE)
+    demo.load(bind(presets.on_load, s), None, s.params.preset, **PRIVATE)
     demo.unload(bind(run.on_unload, s))
-    api.register(s.runner, default_backend())
+    api.register(s.runner, layout.default_backend())
+
+
+def _pick_example(evt: gr.SelectData) -> str:
+    """The example photo whose thumbnail was clicked (or chosen with Enter)."""
+    return InputPanel.example_path(evt.index)
+
+
+def _length_inputs(s: Studio) -> set[gr.Component]:
+    return {s.input.backend, s.input.model, *s.params.inputs()}
+
+
+def _after_shaping(s: Studio, reframe: Any):
+    """``after_shaping(event)``: the framing preview and the length line follow ``event``."""
+    length = bind(layout.on_length, s)
+
+    def follow(event: Any) -> None:
+        reframe(event)
+        event.then(length, _length_inputs(s), s.params.length, show_progress="hidden", **PRIVATE)
+
+    return follow
+
+
+def _job(s: Studio, event: Any, button: gr.Button) -> None:
+    """A job's event: Cancel shows beside Generate while it runs; afterwards the GIF is
+    made (a step of its own, so Generate is free at once) and the video brought into view."""
+    button.click(lambda: gr.update(visible=True), None, s.stop, queue=False, show_progress="hidden", **PRIVATE)
+    ended = event.then(lambda: gr.update(visible=False), None, s.stop, queue=False, show_progress="hidden",
+                       **PRIVATE)
+    ended.then(None, js=SHOW_VIDEO)
+    event.success(bind(jobview.on_gif, s), s.history.entries, jobview.gif_outputs(s), **PRIVATE)
 
 
 def _framing(s: Studio):
@@ -139,63 +157,70 @@ def _framing(s: Studio):
     def reframe(event: Any) -> None:
         then = event.then if hasattr(event, "then") else event  # a dependency, or a trigger such as .upload
         then(handler, framing.inputs(s), [s.framing.picture, s.framing.caption, s.framing.size],
-             trigger_mode="always_last",
-             show_progress="hidden", api_visibility="private")
+             trigger_mode="always_last", show_progress="hidden", **PRIVATE)
 
     return reframe
 
 
-def _wire_restore(s: Studio, everything: set, outputs: list, reframe: Any) -> None:
-    private = {"api_visibility": "private"}
+def _wire_restore(s: Studio, everything: set, outputs_: list, reframe: Any) -> None:
     restored = [*s.restore_outputs(), s.history.note, s.input.image]
-    reframe(s.restorer.file.upload(bind(restore.on_file, s), {s.restorer.file, *everything},
-                                   [*s.restore_outputs(), s.restorer.note], **private))
+    reframe(s.restorer.file.upload(bind(restore.on_file, s), {s.restorer.file, s.shaped, *everything},
+                                   [*s.restore_outputs(), s.restorer.note], **PRIVATE))
     s.history.gallery.select(bind(history.on_pick, s), s.history.entries,
-                             [*s.output.components(), *s.history.components(), s.finish.current], **private)
-    reframe(s.history.reuse.click(bind(history.on_reuse, s), everything, restored, **private))
-    s.history.again.click(bind(run.on_again, s), everything, [*outputs, *restored], concurrency_limit=None,
-                          **private).success(bind(run.on_gif, s), s.history.entries, run.gif_outputs(s), **private)
+                             [*s.output.components(), *s.history.components(), s.finish.current], **PRIVATE)
+    reframe(s.history.reuse.click(bind(history.on_reuse, s), {s.shaped, *everything}, restored, **PRIVATE))
+    _job(s, s.history.again.click(bind(run.on_again, s), {s.shaped, *everything}, [*outputs_, *restored],
+                                  concurrency_limit=None, **PRIVATE), s.history.again)
 
 
 def _wire_sweep(s: Studio, everything: set) -> None:
-    private = {"api_visibility": "private"}
-    s.sweep.mode.change(bind(sweep.on_mode, s), s.sweep.mode, [s.sweep.parameter, s.sweep.values], **private)
-    s.sweep.parameter.input(bind(sweep.on_parameter, s), {s.input.backend, s.input.model, s.sweep.parameter},
-                            s.sweep.values, **private)
-    s.sweep.run.click(
+    s.sweep.mode.change(bind(sweep.on_mode, s), s.sweep.mode, [s.sweep.parameter, s.sweep.values], **PRIVATE)
+    s.sweep.parameter.change(bind(sweep.on_parameter, s),
+                             {s.input.backend, s.input.model, s.sweep.parameter, s.shaped},
+                             [s.sweep.values, s.shaped], **PRIVATE)
+    started = s.sweep.run.click(
         bind(sweep.on_sweep, s), {*everything, s.sweep.mode, s.sweep.parameter, s.sweep.values},
-        [*s.sweep.outputs(), s.history.entries, s.history.gallery], concurrency_limit=None, **private,
-    ).then(None, js=sweep.PLAY_TOGETHER)
-    s.sweep.play.click(None, js=sweep.PLAY_TOGETHER)
+        [*s.sweep.outputs(), s.history.entries, s.history.gallery, s.history.box], concurrency_limit=None,
+        **PRIVATE,
+    )
+    s.sweep.run.click(lambda: gr.update(visible=True), None, s.stop, queue=False, show_progress="hidden", **PRIVATE)
+    started.then(lambda: gr.update(visible=False), None, s.stop, queue=False, show_progress="hidden", **PRIVATE)
+    started.then(None, js=sweep_panel.PLAY_TOGETHER)
+    s.sweep.play.click(None, js=sweep_panel.PLAY_TOGETHER)
     for i, button in enumerate(s.sweep.opens):
         button.click(bind(sweep.on_open, s, i), {s.sweep.results, s.history.entries},
-                     [*s.output.components(), s.history.selected, s.finish.current], **private)
+                     [*s.output.components(), s.history.selected, s.finish.current], **PRIVATE
+                     ).then(None, js=SHOW_VIDEO)
 
 
-def _wire_finish(s: Studio, everything: set, outputs: list) -> None:
-    private = {"api_visibility": "private"}
-    gif = bind(run.on_gif, s)
+def _wire_finish(s: Studio, everything: set, outputs_: list) -> None:
     for button, handler in ((s.finish.run, finish.on_finish), (s.finish.extend, finish.on_extend)):
-        button.click(bind(handler, s), {*everything, *s.finish.inputs()}, outputs, concurrency_limit=None, **private
-                     ).success(gif, s.history.entries, run.gif_outputs(s), **private)
+        _job(s, button.click(bind(handler, s), {*everything, *s.finish.inputs()}, outputs_, concurrency_limit=None,
+                             **PRIVATE), button)
     s.finish.webm.click(bind(finish.on_webm, s), {s.history.entries, s.history.selected}, s.finish.webm_file,
-                        **private)
+                        **PRIVATE)
 
 
 def _wire_presets(s: Studio, everything: set) -> None:
-    private = {"api_visibility": "private"}
-    s.presets.save.click(bind(saved_presets.on_save, s),
+    s.presets.toggle.click(bind(presets.on_toggle, s), s.presets.opened,
+                           [s.presets.opened, s.presets.box, s.presets.toggle], queue=False, **PRIVATE)
+    s.presets.save.click(bind(presets.on_save, s),
                          {*everything, s.presets.name, s.presets.description},
-                         [s.params.preset, s.presets.note, s.presets.name], **private)
-    s.presets.upload.upload(bind(saved_presets.on_upload, s), s.presets.upload,
-                            [s.params.preset, s.presets.note], **private)
+                         [s.params.preset, s.presets.note, s.presets.name], **PRIVATE)
+    s.presets.upload.upload(bind(presets.on_upload, s), s.presets.upload,
+                            [s.params.preset, s.presets.note], **PRIVATE)
 
 
 def build_demo() -> gr.Blocks:
-    secrets.remember_environment(*(b.key_env for b in map(backends.get_backend, backends.names()) if b.key_env))
+    secrets.remember_environment(*layout.key_variables())
     with gr.Blocks(title="SVD Studio: image to video", delete_cache=outputs.gradio_cache()) as demo:
-        s = build_studio()
-        wire(s, demo)
-        with gr.Tab("Batch"):  # placed here for now; the panel builds and wires itself
-            batch.build(s.params.controls, s.input.backend, s.input.model, s.params.preset, s.input.api_key, demo)
+        gr.Markdown("# SVD Studio\n&nbsp; Turn a still photo into a short video with Stable Video Diffusion: add a "
+                    "photo, set the motion, press **Generate**.", elem_id="title")
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Make a video", id="make", elem_id="tab-make"):
+                s = build_studio()
+                wire(s, demo)
+            with gr.Tab("Batch: many photos", id="batch", elem_id="tab-batch"):
+                # The panel builds and wires itself over the first tab's settings.
+                batch.build(s.params.controls, s.input.backend, s.input.model, s.params.preset, s.input.api_key, demo)
     return demo

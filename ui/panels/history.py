@@ -8,23 +8,9 @@ video made again.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import gradio as gr
-from PIL import Image, ImageDraw
-
-from backends.base import Result
-from studio import outputs, recipe
-
-if TYPE_CHECKING:
-    from ui.studio import Studio
-
-MAX_ENTRIES = 60  # the oldest entries leave the list; their files follow the output folder's rules
-GONE = ("This video's file was removed from the server to save space; its settings are kept: press "
-        "**Use these settings**, then **Generate**, to make it again.")
 
 
 @dataclass
@@ -36,12 +22,13 @@ class HistoryPanel:
     reuse: gr.Button
     again: gr.Button
     download: gr.DownloadButton
+    box: gr.Accordion  # hidden while empty, titled with the count: 'Your videos (3)'
 
     @classmethod
     def build(cls) -> HistoryPanel:
         entries = gr.BrowserState([], storage_key="svd-studio-history")
         selected = gr.State(None)
-        with gr.Accordion("Your videos", open=True):
+        with gr.Accordion("Your videos", open=True, visible=False, elem_id="history-box") as box:
             gallery = gr.Gallery(label="history", columns=5, height=230, allow_preview=False, elem_id="history",
                                  object_fit="cover")
             note = gr.Markdown("Click a video to show it, reuse its settings or make it again with a new seed.",
@@ -50,97 +37,7 @@ class HistoryPanel:
                 reuse = gr.Button("Use these settings", size="sm", interactive=False, elem_id="history-reuse")
                 again = gr.Button("Again with a new seed", size="sm", interactive=False, elem_id="history-again")
                 download = gr.DownloadButton("Download", size="sm", visible=False, elem_id="history-download")
-        return cls(entries, gallery, selected, note, reuse, again, download)
-
-    def add(self, past: list[dict], *items: dict) -> dict:
-        entries = [*(past or []), *items][-MAX_ENTRIES:]
-        return {self.entries: entries, self.gallery: gallery_items(entries)}
+        return cls(entries, gallery, selected, note, reuse, again, download, box)
 
     def components(self) -> list[gr.Component]:
         return [self.entries, self.gallery, self.selected, self.note, self.reuse, self.again, self.download]
-
-
-def entry(result: Result, poster: Path | None = None, label: str | None = None) -> dict:
-    """A history entry: plain data, enough to show the job again or make it again."""
-    seed = result.used.get("seed")
-    caption = label or f"{result.used['backend']} · seed {seed if seed is not None else '-'}"
-    return {
-        "id": uuid.uuid4().hex[:12], "video": str(result.video), "gif": str(result.gif) if result.gif else None,
-        "poster": str(poster) if poster else None, "photo": str(result.photo) if result.photo else None,
-        "used": result.used, "sent": result.sent, "caption": caption,
-    }
-
-
-def available(item: dict) -> bool:
-    """The entry's video is still one of this server's files."""
-    return outputs.is_output(item["video"]) and Path(item["video"]).is_file()
-
-
-def gallery_items(entries: list[dict]) -> list[tuple[str, str]]:
-    shown = []
-    for item in reversed(entries):
-        poster = item.get("poster")
-        if not available(item):
-            shown.append((str(_gone_picture()), f"{item['caption']} (file removed)"))
-        else:
-            shown.append((poster if poster and outputs.is_output(poster) else item["video"], item["caption"]))
-    return shown
-
-
-def photo(item: dict) -> str | None:
-    """The photo the entry's video was made from, while the server still has it."""
-    kept = item.get("photo")
-    return kept if kept and outputs.is_output(kept) and Path(kept).is_file() else None
-
-
-def find(past: list[dict], entry_id: str | None) -> dict | None:
-    return next((item for item in past or [] if item.get("id") == entry_id), None)
-
-
-def on_load(s: Studio, past: list[dict]) -> dict:
-    """The history kept in this browser, shown again after a reload."""
-    return {s.history.gallery: gallery_items(past or [])}
-
-
-def on_pick(s: Studio, evt: gr.SelectData, past: list[dict]) -> dict:
-    item = list(reversed(past or []))[evt.index]
-    actions = {
-        s.history.selected: item["id"],
-        s.finish.current: f"Finishing: **{item['caption']}**",
-        s.history.reuse: gr.update(interactive=True),
-        s.history.again: gr.update(interactive=True),
-    }
-    if not available(item):
-        return actions | {s.history.note: GONE, s.history.download: gr.update(visible=False)}
-    return actions | s.output.show(item) | {
-        s.output.status: f"Showing an earlier video: {item['caption']}",
-        s.history.note: f"Selected: {item['caption']}",
-        s.history.download: gr.update(value=item["video"], visible=True),
-    }
-
-
-def on_reuse(s: Studio, data: dict) -> dict:
-    """Put the selected video's settings back on every control."""
-    item = find(data[s.history.entries], data[s.history.selected])
-    if item is None:
-        return {s.history.note: "Click a video in the history first."}
-    backend, values = recipe.settings(item["used"])
-    updates, said = s.restore(backend, values, data)
-    if photo(item):
-        updates[s.input.image] = photo(item)
-        said += " The photo is back too."
-    return updates | {s.history.note: said}
-
-
-_GONE_PICTURE: Path | None = None
-
-
-def _gone_picture() -> Path:
-    """One grey card for entries whose file was removed (made once, in the output folder)."""
-    global _GONE_PICTURE
-    if _GONE_PICTURE is None or not _GONE_PICTURE.exists():
-        card = Image.new("RGB", (320, 180), (64, 64, 72))
-        ImageDraw.Draw(card).text((96, 82), "file removed", fill=(220, 220, 220))
-        _GONE_PICTURE = outputs.run_dir() / "file-removed.png"
-        card.save(_GONE_PICTURE)
-    return _GONE_PICTURE

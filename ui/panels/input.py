@@ -9,7 +9,6 @@ from typing import Any
 import gradio as gr
 
 import backends
-from studio.request import describe
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_PHOTOS = [str(EXAMPLES / name) for name in ("astronaut.png", "rocket.jpg", "chelsea.png", "coffee.png")]
@@ -35,9 +34,13 @@ def photo_input(**kwargs: Any) -> gr.Image:
     return component
 
 
+EXAMPLE_NAMES = ("Astronaut", "Rocket", "Cat", "Coffee")
+
+
 @dataclass
 class InputPanel:
     image: gr.Image
+    examples: gr.Gallery
     backend: gr.Dropdown
     model: gr.Dropdown
     blurb: gr.Markdown
@@ -45,32 +48,29 @@ class InputPanel:
 
     @classmethod
     def build(cls, default_backend: str) -> InputPanel:
-        image = photo_input(label="Your photo", sources=["upload", "clipboard"], height=340, elem_id="image")
-        gr.Examples(examples=[[p] for p in EXAMPLE_PHOTOS], inputs=[image], label="Or try one of these photos")
-        with gr.Row():
+        with gr.Row(equal_height=True, elem_id="photo-row"):
+            image = photo_input(label="Your photo", sources=["upload", "clipboard"], height=170, scale=2,
+                                elem_id="image")
+            # A gallery rather than gr.Examples: its thumbnails are buttons with names (a screen
+            # reader says "Astronaut"), and Enter on one picks it as a click does.
+            examples = gr.Gallery(value=[(p, n) for p, n in zip(EXAMPLE_PHOTOS, EXAMPLE_NAMES, strict=True)],
+                                  label="Or try one", columns=2, rows=2, height=170, scale=1, min_width=180,
+                                  allow_preview=False, object_fit="cover", interactive=False, buttons=[],
+                                  elem_id="examples")
+        with gr.Row(equal_height=True):
             backend = gr.Dropdown(
                 choices=[(backends.get_backend(n).label, n) for n in backends.names()],
-                value=default_backend, label="backend", info="Where the video is made.", elem_id="backend",
+                value=default_backend, label="Where it runs (backend)", elem_id="backend",
             )
-            model = gr.Dropdown(label="model", info=describe("model"), elem_id="model")
+            model = gr.Dropdown(label="Model", elem_id="model")
         blurb = gr.Markdown(elem_id="blurb")
         api_key = gr.Textbox(
             type="password", label="API key", visible=False, max_lines=1, elem_id="api-key",
             info="Used only for your requests; never stored or shown. Overrides the environment variable.",
         )
-        return cls(image, backend, model, blurb, api_key)
+        return cls(image, examples, backend, model, blurb, api_key)
 
-    def describe_backend(self, backend: backends.Backend, model: str, *, new_backend: bool) -> dict:
-        """Updates for the model list, the blurb and (for a new backend only) the key box:
-        a key typed for one provider means nothing to another, but changing the model or
-        the preset keeps it."""
-        choices = backend.model_choices()
-        updates: dict = {
-            self.model: gr.update(choices=[(label, mid) for mid, label in choices.items()], value=model,
-                                  interactive=len(choices) > 1),
-            self.blurb: gr.update(value=f"<small>{backend.blurb}</small>"),
-        }
-        if new_backend:
-            label = f"API key (or set {backend.key_env})" if backend.key_env else "API key"
-            updates[self.api_key] = gr.update(visible=bool(backend.key_env), label=label, value="")
-        return updates
+    @staticmethod
+    def example_path(index: int) -> str:
+        return EXAMPLE_PHOTOS[index]
+

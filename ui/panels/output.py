@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio import outputs
-
-READY = "Ready. Add a photo and press **Generate**."
+READY = "Your video will appear here. Add a photo, set the motion and press **Generate**."
 
 
 @dataclass
@@ -18,40 +16,31 @@ class OutputPanel:
     status: gr.Markdown
     mp4: gr.DownloadButton
     gif: gr.DownloadButton
-    used: gr.JSON
+    box: gr.Accordion  # the parameters used: hidden until there is a video
+    used: gr.HTML
+    seed: gr.Textbox
+    used_json: gr.JSON
     sent: gr.JSON
 
     @classmethod
     def build(cls) -> OutputPanel:
-        video = gr.Video(label="Video", autoplay=True, loop=True, interactive=False, height=420, elem_id="video")
-        preview = gr.Image(label="Live preview (a rough look at the frames so far)", visible=False, interactive=False,
-                           type="filepath", height=200, elem_id="live-preview")
+        video = gr.Video(label="Your video", autoplay=True, loop=True, interactive=False, height=400,
+                         elem_id="video")
         status = gr.Markdown(READY, elem_id="status")
+        preview = gr.Image(label="Live preview (a rough look at the frames so far)", visible=False, interactive=False,
+                           type="filepath", height=180, elem_id="live-preview")
         with gr.Row():
             mp4 = gr.DownloadButton("Download MP4", visible=False, elem_id="download-mp4")
             gif = gr.DownloadButton("Download GIF", visible=False, elem_id="download-gif")
-        with gr.Accordion("Parameters used", open=True):
-            used = gr.JSON(label="parameters used (under diffusers' names)", elem_id="used")
-            sent = gr.JSON(label="sent to the service (key removed)", visible=False, elem_id="sent")
-        return cls(video, preview, status, mp4, gif, used, sent)
-
-    def show(self, item: dict) -> dict:
-        """Updates that put a finished job (a history entry) in the player.
-
-        Only files this process wrote are shown: an entry is a plain dict, and a path in
-        it must never become a way to serve anything else from the disk.
-        """
-        if not outputs.is_output(item["video"]):
-            return {self.status: "That video is not one of this studio's outputs."}
-        gif = item.get("gif") if item.get("gif") and outputs.is_output(item["gif"]) else None
-        return {
-            self.video: item["video"],
-            self.preview: gr.update(visible=False, value=None),
-            self.mp4: gr.update(value=item["video"], visible=True),
-            self.gif: gr.update(value=gif, visible=bool(gif)),
-            self.used: item["used"],
-            self.sent: gr.update(value=item["sent"], visible=item["sent"] is not None),
-        }
+        with gr.Accordion("Parameters used", open=False, visible=False, elem_id="used-box") as box:
+            seed = gr.Textbox(label="seed used", interactive=False, buttons=["copy"], max_lines=1,
+                              elem_id="seed-used", info="The same seed and settings make the same video again.")
+            used = gr.HTML(elem_id="used")
+            with gr.Accordion("Raw JSON (and what was sent to the service)", open=False, elem_id="used-raw"):
+                used_json = gr.JSON(label="parameters used (under diffusers' names)", elem_id="used-json")
+                sent = gr.JSON(label="sent to the service (key removed)", visible=False, elem_id="sent")
+        return cls(video, preview, status, mp4, gif, box, used, seed, used_json, sent)
 
     def components(self) -> list[gr.Component]:
-        return [self.video, self.preview, self.status, self.mp4, self.gif, self.used, self.sent]
+        return [self.video, self.preview, self.status, self.mp4, self.gif, self.box, self.used, self.seed,
+                self.used_json, self.sent]

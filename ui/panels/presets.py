@@ -1,22 +1,13 @@
 """The presets panel: save the page's settings under a name, download a preset, add one
-from a file. Presets are shared data files (``orchestration.presets``); the dropdown that applies
-them lives in the parameters panel."""
+from a file. A small button beside the preset picker opens it; the picker itself is the
+parameters panel's."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from studio import outputs
-from orchestration import presets
-from ui import controls
-from ui.panels.parameters import NO_PRESET, choices
-
-if TYPE_CHECKING:
-    from ui.studio import Studio
 
 
 @dataclass
@@ -27,10 +18,17 @@ class PresetsPanel:
     download: gr.DownloadButton
     upload: gr.UploadButton
     note: gr.Markdown
+    toggle: gr.Button  # beside the picker: opens and closes the box
+    box: gr.Column
+    opened: gr.State
 
     @classmethod
-    def build(cls) -> PresetsPanel:
-        with gr.Accordion("Save, download or add a preset", open=False):
+    def build_toggle(cls) -> gr.Button:
+        return gr.Button("Save preset…", size="md", scale=1, min_width=130, elem_id="preset-open")
+
+    @classmethod
+    def build(cls, toggle: gr.Button) -> PresetsPanel:
+        with gr.Column(visible=False, elem_id="preset-box", elem_classes=["tool-box"]) as box:
             with gr.Row():
                 name = gr.Textbox(label="preset name", max_lines=1, scale=2, elem_id="preset-name",
                                   info="Letters, digits, spaces and - _ . ( ) ' + & , (up to 60).")
@@ -43,45 +41,4 @@ class PresetsPanel:
                 upload = gr.UploadButton("Add a preset from a JSON file", size="sm", file_types=[".json"],
                                          elem_id="preset-upload")
             note = gr.Markdown(elem_id="preset-note")
-        return cls(name, description, save, download, upload, note)
-
-
-def on_save(s: Studio, data: dict) -> dict:
-    """Store the controls the current backend uses (never the key, never the photo)."""
-    values = controls.collect(s.params.values(data), data[s.input.backend], data[s.input.model],
-                              data[s.params.randomize])
-    saved = presets.save(data[s.presets.name] or "", values, data[s.presets.description] or "")
-    return {
-        s.params.preset: gr.update(choices=choices(), value=saved.name),
-        s.presets.note: f"Saved preset **{saved.name}** ({len(saved.values())} settings). It is in the preset "
-                        "list now, for this studio's every page.",
-        s.presets.name: "",
-    }
-
-
-def on_upload(s: Studio, path: str | None) -> dict:
-    if not path:  # Gradio reads an empty dict as one value, not as "no updates"
-        return {s.presets.note: gr.update()}
-    added = presets.import_file(path)
-    return {
-        s.params.preset: gr.update(choices=choices(), value=added.name),
-        s.presets.note: f"Added preset **{added.name}** and applied it.",
-    }
-
-
-def on_chosen(s: Studio, name: str) -> dict:
-    """Offer the chosen preset as a file: a copy in the output folder, the only folder the
-    page serves files from."""
-    if not name or name == NO_PRESET:
-        return {s.presets.download: gr.update(visible=False)}
-    source = presets.file_for(name)
-    folder = outputs.run_dir() / "presets"
-    folder.mkdir(exist_ok=True)
-    copy = folder / source.name
-    shutil.copyfile(source, copy)
-    return {s.presets.download: gr.update(value=str(copy), visible=True, label=f"Download '{name}' (JSON)")}
-
-
-def on_load(s: Studio) -> dict:
-    """Presets saved since the page was built (by anyone) are in the list."""
-    return {s.params.preset: gr.update(choices=choices())}
+        return cls(name, description, save, download, upload, note, toggle, box, gr.State(False))
