@@ -18,9 +18,11 @@ def make() -> gr.themes.Base:
         block_info_text_color="*neutral_600",
         block_info_text_color_dark="*neutral_300",
         block_label_text_color="*primary_700",
-        block_label_text_color_dark="*primary_200",
+        # Soft draws labels on a *primary_600 badge in the dark theme: only white text reaches
+        # AA there (#c7d2fe on #4f46e5 is 4.2:1, white is 6.3:1).
+        block_label_text_color_dark="white",
         block_title_text_color="*primary_700",
-        block_title_text_color_dark="*primary_200",
+        block_title_text_color_dark="white",
         input_placeholder_color="*neutral_500",
         input_placeholder_color_dark="*neutral_400",
         button_primary_background_fill="*primary_700",
@@ -48,7 +50,9 @@ CSS = """
 #length p {margin: 0}
 #length {margin-top: -4px}
 #blurb p {margin: 0}
-.group-title h3 {margin: 6px 0 0 0}
+/* The Advanced box's group headings are h2 (right under the page's h1, as heading order wants),
+   drawn at the size of a small heading. */
+.group-title h2 {margin: 6px 0 0 0; font-size: 16px; font-weight: 600; line-height: 1.3}
 .used-table {width: 100%; border-collapse: collapse; font-size: 0.9rem}
 .used-table caption {text-align: left; font-weight: 600; padding-bottom: 4px}
 .used-table th, .used-table td {text-align: left; vertical-align: top; padding: 4px 6px;

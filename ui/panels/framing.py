@@ -26,7 +26,8 @@ class FramingPanel:
             size = gr.Radio(label="frame size", choices=[], visible=False, elem_id="frame-size",
                             info="Standard sizes this backend accepts; the width and height sliders follow.")
             picture = gr.Image(label="the frame sent", type="pil", interactive=False, height=200,
-                               show_label=True, elem_id="framing")
+                               show_label=True, elem_id="framing",
+                               alt_text="Your photo as it will be sent: cropped or fitted to the video size")
             caption = gr.Markdown("Add a photo to see how it will be framed.", elem_id="framing-caption")
         return cls(size, picture, caption)
 

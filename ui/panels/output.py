@@ -28,7 +28,8 @@ class OutputPanel:
                          elem_id="video")
         status = gr.Markdown(READY, elem_id="status")
         preview = gr.Image(label="Live preview (a rough look at the frames so far)", visible=False, interactive=False,
-                           type="filepath", height=180, elem_id="live-preview")
+                           type="filepath", height=180, elem_id="live-preview",
+                           alt_text="A rough preview of the video's frames so far")
         with gr.Row():
             mp4 = gr.DownloadButton("Download MP4", visible=False, elem_id="download-mp4")
             gif = gr.DownloadButton("Download GIF", visible=False, elem_id="download-gif")

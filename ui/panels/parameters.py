@@ -69,7 +69,7 @@ class ParametersPanel:
                     continue
                 visible = any(shown[n].get("visible") for n in names)
                 with gr.Column(visible=visible, elem_classes=["param-group"]) as column:
-                    gr.Markdown(f"### {group}", elem_classes=["group-title"])
+                    gr.Markdown(f"## {group}", elem_classes=["group-title"])
                     for name in names:
                         made[name] = controls.make_control(table[name], shown[name])
                         if name == "seed":
