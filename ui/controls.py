@@ -10,6 +10,7 @@ here knows a backend by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -65,14 +66,41 @@ def make_control(spec: Spec, shown: dict[str, Any] | None = None) -> gr.Componen
     common |= {k: v for k, v in (shown or {}).items() if k != "__type__"}
     limit = spec.limit
     if isinstance(limit, Range) and limit.optional:  # empty means automatic: a box, not a slider
-        return gr.Number(precision=0 if limit.integer else None, **common)
+        return gr.Number(precision=0 if limit.integer else None, elem_classes=[UNCHECKED], **common)
     if isinstance(limit, Range):
-        return gr.Slider(**common)
+        return gr.Slider(elem_classes=[UNCHECKED], **common)
     if isinstance(limit, Choice):
         return gr.Dropdown(**({"choices": list(limit.options)} | common))
     if isinstance(limit, Flag):
         return gr.Checkbox(**common)
     return gr.Textbox(max_lines=1, **common)
+
+
+# The class that marks parameter controls whose numbers reach the handler as typed (``_preprocess``).
+UNCHECKED = "svd-param"
+
+
+def _preprocess(original: Callable) -> Callable:
+    """Gradio's own range check, skipped for the parameter controls.
+
+    That check answers a bare "Value 1024 is greater than maximum value 512." with no
+    parameter and no backend, where the request model and the backend check every value
+    and say both. And in a layout event (a new backend picked) it judges a value the event
+    is about to replace against the new backend's range. Gradio rebuilds a component from
+    its arguments when an event updates it, so the mark is a class (which survives that),
+    and the check is skipped here rather than on an instance or in a subclass (Gradio writes
+    a .pyi stub next to the module of any subclass of a component at import).
+    """
+    def preprocess(self: Any, payload: Any) -> Any:
+        if UNCHECKED in (self.elem_classes or []) and isinstance(payload, (int, float)):
+            return gr.Number.round_to_precision(payload, self.precision)
+        return original(self, payload)
+
+    return preprocess
+
+
+gr.Slider.preprocess = _preprocess(gr.Slider.preprocess)  # type: ignore[method-assign]
+gr.Number.preprocess = _preprocess(gr.Number.preprocess)  # type: ignore[method-assign]
 
 
 def control_update(limit: Limit | None, value: Any, backend_label: str, description: str) -> dict:

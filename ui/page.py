@@ -98,11 +98,9 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
     everything = {s.input.image, s.input.backend, s.input.model, s.input.api_key, s.params.randomize,
                   s.history.entries, s.history.selected, *s.params.inputs()}
     outputs_ = jobview.job_outputs(s)
-    _job(s, s.go.click(bind(run.on_generate, s), everything, outputs_, concurrency_limit=None, **PRIVATE), s.go)
-    _job(s, s.resume.button.click(bind(run.on_resume, s),
-                                  {s.input.backend, s.input.api_key, s.resume.task_id, s.history.entries,
-                                   s.params.controls["seed"]},
-                                  outputs_, concurrency_limit=None, **PRIVATE), s.resume.button)
+    _job(s, s.go, bind(run.on_generate, s), everything, outputs_)
+    _job(s, s.resume.button, bind(run.on_resume, s),
+         {s.input.backend, s.input.api_key, s.resume.task_id, s.history.entries, s.params.controls["seed"]}, outputs_)
     s.stop.click(bind(run.on_cancel, s), None, s.output.status, queue=False, **PRIVATE)
     if {"width", "height"} <= set(s.params.controls):  # no backend offered may take a size
         reframe(s.framing.size.input(bind(framing.on_size, s), s.framing.size,
@@ -140,14 +138,19 @@ def _after_shaping(s: Studio, reframe: Any):
     return follow
 
 
-def _job(s: Studio, event: Any, button: gr.Button) -> None:
-    """A job's event: Cancel shows beside Generate while it runs; afterwards the GIF is
-    made (a step of its own, so Generate is free at once) and the video brought into view."""
+def _job(s: Studio, button: gr.Button, handler: Any, inputs: Any, outputs: list) -> Any:
+    """A job's event on ``button``: Cancel shows beside Generate while it runs; afterwards the
+    GIF is made (a step of its own, so Generate is free at once) and the video brought
+    into view. Returns the job's event."""
+    # Listed first: the page runs a trigger's listeners in order, so showing Cancel after
+    # the job's own listener would wait for the job to end.
     button.click(lambda: gr.update(visible=True), None, s.stop, queue=False, show_progress="hidden", **PRIVATE)
+    event = button.click(handler, inputs, outputs, concurrency_limit=None, **PRIVATE)
     ended = event.then(lambda: gr.update(visible=False), None, s.stop, queue=False, show_progress="hidden",
                        **PRIVATE)
     ended.then(None, js=SHOW_VIDEO)
     event.success(bind(jobview.on_gif, s), s.history.entries, jobview.gif_outputs(s), **PRIVATE)
+    return event
 
 
 def _framing(s: Studio):
@@ -169,8 +172,7 @@ def _wire_restore(s: Studio, everything: set, outputs_: list, reframe: Any) -> N
     s.history.gallery.select(bind(history.on_pick, s), s.history.entries,
                              [*s.output.components(), *s.history.components(), s.finish.current], **PRIVATE)
     reframe(s.history.reuse.click(bind(history.on_reuse, s), {s.shaped, *everything}, restored, **PRIVATE))
-    _job(s, s.history.again.click(bind(run.on_again, s), {s.shaped, *everything}, [*outputs_, *restored],
-                                  concurrency_limit=None, **PRIVATE), s.history.again)
+    _job(s, s.history.again, bind(run.on_again, s), {s.shaped, *everything}, [*outputs_, *restored])
 
 
 def _wire_sweep(s: Studio, everything: set) -> None:
@@ -178,12 +180,12 @@ def _wire_sweep(s: Studio, everything: set) -> None:
     s.sweep.parameter.change(bind(sweep.on_parameter, s),
                              {s.input.backend, s.input.model, s.sweep.parameter, s.shaped},
                              [s.sweep.values, s.shaped], **PRIVATE)
+    s.sweep.run.click(lambda: gr.update(visible=True), None, s.stop, queue=False, show_progress="hidden", **PRIVATE)
     started = s.sweep.run.click(
         bind(sweep.on_sweep, s), {*everything, s.sweep.mode, s.sweep.parameter, s.sweep.values},
         [*s.sweep.outputs(), s.history.entries, s.history.gallery, s.history.box], concurrency_limit=None,
         **PRIVATE,
     )
-    s.sweep.run.click(lambda: gr.update(visible=True), None, s.stop, queue=False, show_progress="hidden", **PRIVATE)
     started.then(lambda: gr.update(visible=False), None, s.stop, queue=False, show_progress="hidden", **PRIVATE)
     started.then(None, js=sweep_panel.PLAY_TOGETHER)
     s.sweep.play.click(None, js=sweep_panel.PLAY_TOGETHER)
@@ -195,8 +197,7 @@ def _wire_sweep(s: Studio, everything: set) -> None:
 
 def _wire_finish(s: Studio, everything: set, outputs_: list) -> None:
     for button, handler in ((s.finish.run, finish.on_finish), (s.finish.extend, finish.on_extend)):
-        _job(s, button.click(bind(handler, s), {*everything, *s.finish.inputs()}, outputs_, concurrency_limit=None,
-                             **PRIVATE), button)
+        _job(s, button, bind(handler, s), {*everything, *s.finish.inputs()}, outputs_)
     s.finish.webm.click(bind(finish.on_webm, s), {s.history.entries, s.history.selected}, s.finish.webm_file,
                         **PRIVATE)
 
@@ -220,7 +221,8 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Make a video", id="make", elem_id="tab-make"):
                 s = build_studio()
                 wire(s, demo)
-            with gr.Tab("Batch: many photos", id="batch", elem_id="tab-batch"):
+            with gr.Tab("Batch: many photos", id="batch", elem_id="tab-batch") as batch_tab:
                 # The panel builds and wires itself over the first tab's settings.
-                batch.build(s.params.controls, s.input.backend, s.input.model, s.params.preset, s.input.api_key, demo)
+                batch.build(s.params.controls, s.input.backend, s.input.model, s.params.preset, s.input.api_key, demo,
+                            revealed=(batch_tab.select,))
     return demo

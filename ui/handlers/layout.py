@@ -59,7 +59,9 @@ def on_preset(s: Studio, data: dict) -> dict:
     """Apply a preset's values over what is on the page; what it does not set stays."""
     name = data[s.params.preset]
     shaped = dict(data[s.shaped] or {})
-    if name == shaped.get("preset") or name in (None, NO_PRESET):
+    if name in (None, NO_PRESET):  # the page keeps its values; the same preset picked next applies again
+        return {s.shaped: {**shaped, "preset": None}} if shaped.get("preset") else gr.skip()
+    if name == shaped.get("preset"):
         return gr.skip()
     chosen = presets.load_all().get(name)  # saved presets included, as of now
     if chosen is None:
