@@ -54,12 +54,15 @@ class BatchPanel:
 
 
 def build(params: dict[str, gr.Component], backend: gr.Component, model: gr.Component, preset: gr.Component,
-          api_key: gr.Component, demo: gr.Blocks, manager: batch.BatchManager | None = None) -> BatchPanel:
-    """The panel, wired; ``params`` is the page's parameter controls by name."""
+          api_key: gr.Component, demo: gr.Blocks, manager: batch.BatchManager | None = None,
+          revealed: tuple = ()) -> BatchPanel:
+    """The panel, wired; ``params`` is the page's parameter controls by name; ``revealed``
+    the events that bring the panel on screen (its tab's select)."""
     manager = manager or batch.MANAGER
     manager.recover()  # batches a restart interrupted show as stopped, with what they made
     fields = ", ".join("{" + f + "}" for f in FIELDS)
-    gr.Markdown("Drop in many photos, or ZIPs of photos: each becomes a video with the settings above, "
+    gr.Markdown("Drop in many photos, or ZIPs of photos: each becomes a video with the settings of the "
+                "*Make a video* tab (or a preset), "
                 "named from the template, all in one ZIP with a manifest.")
     # No file_types filter: the browser would drop other files silently, and each deserves its sentence.
     files = gr.File(file_count="multiple", label="Photos or ZIPs", elem_id="batch-files")
@@ -86,12 +89,13 @@ def build(params: dict[str, gr.Component], backend: gr.Component, model: gr.Comp
     panel = BatchPanel(files, template, seeds, preset_b, gifs, keep_going, start, cancel, retry, status, table,
                        gallery, zip_file, gr.BrowserState(None, storage_key="svd-studio-batch"), gr.State(-1),
                        gr.Timer(TICK_S, active=False))
-    _wire(panel, params, backend, model, preset, api_key, demo, manager)
+    _wire(panel, params, backend, model, preset, api_key, demo, manager, revealed)
     return panel
 
 
 def _wire(p: BatchPanel, params: dict[str, gr.Component], backend: gr.Component, model: gr.Component,
-          preset: gr.Component, api_key: gr.Component, demo: gr.Blocks, manager: batch.BatchManager) -> None:
+          preset: gr.Component, api_key: gr.Component, demo: gr.Blocks, manager: batch.BatchManager,
+          revealed: tuple = ()) -> None:
     private = {"api_visibility": "private"}
     inputs = {p.files, p.template, p.seeds, p.preset_b, p.gifs, p.keep_going, backend, model, preset, api_key,
               *params.values()}
@@ -140,7 +144,10 @@ def _wire(p: BatchPanel, params: dict[str, gr.Component], backend: gr.Component,
     p.timer.tick(on_tick, [p.batch_id, p.shown], p.view(), show_progress="hidden", **private)
     p.cancel.click(on_cancel, p.batch_id, p.status, queue=False, **private)
     p.retry.click(on_retry, [p.batch_id, api_key], p.view(), **private)
-    demo.load(on_tick, [p.batch_id, p.shown], p.view(), **private)  # a reopened page finds its batch
+    # A reopened page finds its batch: at load, and when its tab is opened (the batch id is
+    # read from the browser once the tab is on screen).
+    for shown in (demo.load, *revealed):
+        shown(on_tick, [p.batch_id, p.shown], p.view(), **private)
     demo.unload(on_closed)
 
 
