@@ -54,7 +54,10 @@ def number_box(page: Page, name: str) -> Locator:
 
 
 def set_number(page: Page, name: str, value: float) -> None:
-    """Type ``value`` into a slider's number box and commit it with Enter."""
+    """Type ``value`` into a slider's number box and commit it with Enter (opening the
+    Advanced box first when the control lives there)."""
+    if not page.locator(f"#param-{name}").count():
+        open_group(page, ADVANCED)
     box = number_box(page, name)
     box.fill(str(value))
     box.press("Enter")
@@ -100,8 +103,16 @@ def select(page: Page, elem_id: str, label: str) -> None:
            f"the page shows 'Error' on its controls after picking {label!r} in #{elem_id}").to_have_count(0)
 
 
+ADVANCED = "Advanced: every SVD setting"
+# The groups of settings inside the Advanced box (headings, not accordions of their own).
+SETTING_GROUPS = ("Conditioning", "Guidance and steps", "Size and output", "Memory and speed", "Service options")
+
+
 def open_group(page: Page, title: str) -> None:
-    """Open the accordion titled ``title`` (no-op when it is already open)."""
+    """Open the accordion titled ``title`` (no-op when it is already open); a group of
+    settings opens the Advanced box that holds it."""
+    if title in SETTING_GROUPS:
+        title = ADVANCED
     button = page.locator("button.label-wrap").filter(has=page.locator(f"span:text-is('{title}')"))
     expect(button).to_be_visible()
     if "open" not in (button.get_attribute("class") or "").split():
@@ -129,7 +140,11 @@ def generate(page: Page, *, timeout: float = GENERATION_TIMEOUT_MS) -> str:
 
 
 def json_text(page: Page, elem_id: str) -> str:
-    """The JSON view's text with all whitespace removed: '{"seed":42,...}'."""
+    """The JSON view's text with all whitespace removed: '{"seed":42,...}'. The parameters
+    used and what was sent sit in the raw view of the "Parameters used" box: opened here."""
+    if elem_id in ("used-json", "sent"):
+        open_group(page, "Parameters used")
+        open_group(page, "Raw JSON (and what was sent to the service)")
     return re.sub(r"\s+", "", page.locator(f"#{elem_id} .json-holder").inner_text())
 
 
@@ -169,3 +184,10 @@ def download(page: Page, button_id: str, folder: Path) -> Path:
     target = folder / dl.suggested_filename
     dl.save_as(target)
     return target
+
+
+def wait_ready(page: Page) -> None:
+    """The page has loaded and its load events have answered (the model list is filled)."""
+    expect(number_box(page, "motion_bucket_id")).to_have_value("127")
+    expect(page.locator("#model input[role=combobox]")).not_to_have_value("")
+    settle(page)

@@ -21,8 +21,8 @@ from playwright.sync_api import Page, expect  # noqa: E402
 
 from studio import video  # noqa: E402
 from tests.browser_helpers import (  # noqa: E402
-    GENERATION_TIMEOUT_MS, assert_video_plays, download, generate, history_count, json_text, number_box,
-    open_group, select, set_number, slider_max, studio_page, toast_texts, upload,
+    ADVANCED, GENERATION_TIMEOUT_MS, assert_video_plays, download, generate, history_count, json_text, number_box,
+    open_group, select, set_number, slider_max, studio_page, toast_texts, upload, wait_ready,
 )
 from tests.conftest import EXAMPLES, launched_demo  # noqa: E402
 from tests.fakes import FakeModelsLab, FakeNovita  # noqa: E402
@@ -63,7 +63,7 @@ def page(browser, app_url, request):
     """A fresh page (its own Gradio session) with the layout loaded; screenshot at the end."""
     with studio_page(browser, app_url, request.node.name) as (pg, errors):
         # demo.load shows the local backend's controls: the page is ready once they are there.
-        expect(number_box(pg, "width")).to_have_value("1024")
+        wait_ready(pg)
         yield pg
     assert not errors, f"uncaught errors in the page: {errors}"
 
@@ -73,7 +73,7 @@ def small_local(page: Page, steps: int = 2) -> None:
     set_number(page, "width", 128)
     set_number(page, "height", 64)
     set_number(page, "num_frames", 4)
-    open_group(page, "Sampling")
+    open_group(page, "Guidance and steps")
     set_number(page, "num_inference_steps", steps)
 
 
@@ -100,7 +100,7 @@ def test_local_generation_with_a_preset(page: Page, tmp_path: Path):
     seed = number_box(page, "seed").input_value()
     assert seed.isdigit(), f"the seed used should be written back, got {seed!r}"
     assert f"seed {seed}" in status
-    used = json_text(page, "used")
+    used = json_text(page, "used-json")
     assert f'"seed":{seed}' in used
     assert '"motion_bucket_id":40' in used
     assert '"width":128' in used and '"height":64' in used and '"num_frames":4' in used
@@ -165,11 +165,11 @@ def test_modelslab_end_to_end_with_the_key_from_the_environment(page: Page, serv
     submits = [r for r in ml.requests if r.route == "submit"]
     assert len(submits) == submits_before + 1 and submits[-1].json["key"] == KEY
 
+    sent = json_text(page, "sent")  # opens the raw view
     expect(page.locator("#sent")).to_be_visible()
-    sent = json_text(page, "sent")
     assert '"***"' in sent, sent
     assert KEY not in sent
-    assert '"modelslab"' in json_text(page, "used")
+    assert '"modelslab"' in json_text(page, "used-json")
 
     gif = download(page, "download-gif", tmp_path)
     assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
@@ -183,6 +183,7 @@ def test_the_page_works_on_after_the_server_slims_its_session(page: Page, launch
     checks the next event against (here the model list ModelsLab brought) must stay."""
     demo, _ = launched
     select(page, "backend", MODELSLAB)
+    open_group(page, ADVANCED)
     expect(page.locator("#param-width input[type=range]")).to_have_attribute("max", "512")
     upload(page, EXAMPLES / "chelsea.png")
     expect(page.locator("#image img")).to_be_visible()
@@ -196,7 +197,7 @@ def test_the_page_works_on_after_the_server_slims_its_session(page: Page, launch
 
     assert "task id" in generate(page)
     assert_video_plays(page)
-    assert '"modelslab"' in json_text(page, "used")
+    assert '"modelslab"' in json_text(page, "used-json")
     assert not toast_texts(page, "error")
 
 
@@ -216,11 +217,11 @@ def test_novita_end_to_end_with_a_typed_key(page: Page, servers):
 
     submit = [r for r in nv.requests if r.route == "submit"][-1]
     assert submit.headers["authorization"] == f"Bearer {KEY}"
-    used = json_text(page, "used")
+    used = json_text(page, "used-json")
     assert '"backend":"novita"' in used and '"num_frames":25' in used and '"fps":6' in used
     assert KEY not in used
-    expect(page.locator("#sent")).to_be_visible()
     assert KEY not in json_text(page, "sent")
+    expect(page.locator("#sent")).to_be_visible()
     assert KEY not in page.content()
     assert not toast_texts(page, "error")
 

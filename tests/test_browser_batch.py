@@ -14,7 +14,7 @@ pytest.importorskip("playwright")
 
 from playwright.sync_api import Page, expect  # noqa: E402
 
-from tests.browser_helpers import number_box, open_group, set_number, studio_page  # noqa: E402
+from tests.browser_helpers import open_group, set_number, studio_page, wait_ready  # noqa: E402
 from tests.conftest import EXAMPLES, launched_demo  # noqa: E402
 
 TIMEOUT_MS = 120_000
@@ -30,7 +30,7 @@ def _small(page: Page) -> None:
     set_number(page, "width", 64)
     set_number(page, "height", 64)
     set_number(page, "num_frames", 4)
-    open_group(page, "Sampling")
+    open_group(page, "Guidance and steps")
     set_number(page, "num_inference_steps", 2)
 
 
@@ -38,7 +38,7 @@ def test_a_batch_of_good_and_bad_photos_on_the_page(browser, app_url, tmp_path: 
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")
     with studio_page(browser, app_url, request.node.name) as (page, errors):
-        expect(number_box(page, "width")).to_have_value("1024")
+        wait_ready(page)
         _small(page)
         page.get_by_role("tab", name="Batch").click()
         page.set_input_files("#batch-files input[type=file]",
@@ -61,5 +61,6 @@ def test_a_batch_of_good_and_bad_photos_on_the_page(browser, app_url, tmp_path: 
         assert rows[0]["output"] in names and rows[2]["output"].startswith("rocket-")
         # The same browser, reopened: the batch comes back from the id in its local storage.
         page.reload()
+        page.get_by_role("tab", name="Batch").click()
         expect(page.locator("#batch-status")).to_contain_text("Done: 2 of 3 made", timeout=30_000)
     assert not errors, f"uncaught errors in the page: {errors}"

@@ -26,15 +26,16 @@ import backends  # noqa: E402
 from studio import recipe, video  # noqa: E402
 from orchestration import sweep
 from tests.browser_helpers import (  # noqa: E402
-    GENERATION_TIMEOUT_MS, download, generate, history_count, json_text, number_box, open_group, select,
-    set_number, studio_page, upload,
+    ADVANCED, GENERATION_TIMEOUT_MS, download, generate, history_count, json_text, number_box, open_group, select,
+    set_number, studio_page, upload, wait_ready,
 )
 from tests.conftest import EXAMPLES, launched_studio  # noqa: E402
 
 EXPECT_MS = 20_000  # for every page answer: the machine may be busy making a video meanwhile
 LOCAL = "Local GPU (diffusers)"
 SWEEP_BOX = "Try several values side by side"
-PRESETS_BOX = "Save, download or add a preset"
+FINISH_BOX = "Finish: smooth, loop, extend"
+RESTORE_BOX = "Restore settings from a video"
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -87,17 +88,12 @@ def page(browser, app_url, request):
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def wait_ready(page: Page) -> None:
-    """demo.load shows the local backend's controls: the page is ready once they are there."""
-    expect(number_box(page, "width")).to_have_value("1024")
-
-
 def quick_settings(page: Page) -> None:
     """Settings that make the tiny local pipeline quick: 128x64, 4 frames, 2 steps."""
     set_number(page, "width", 128)
     set_number(page, "height", 64)
     set_number(page, "num_frames", 4)
-    open_group(page, "Sampling")
+    open_group(page, "Guidance and steps")
     set_number(page, "num_inference_steps", 2)
 
 
@@ -107,7 +103,7 @@ def add_photo(page: Page, name: str = "rocket.jpg") -> None:
 
 
 def randomize_box(page: Page):
-    open_group(page, "Sampling")
+    open_group(page, "Guidance and steps")
     return page.locator("#randomize input[type=checkbox]")
 
 
@@ -125,10 +121,7 @@ def number(page: Page, name: str) -> float:
 
 def open_visible_groups(page: Page) -> None:
     """Open every parameter group the current backend shows (a closed one has no controls in the DOM)."""
-    for title in ("Frames and size", "Motion", "Sampling", "Memory and speed", "Service options"):
-        button = page.locator("button.label-wrap").filter(has=page.locator(f"span:text-is('{title}')"))
-        if button.count() and button.is_visible():
-            open_group(page, title)
+    open_group(page, ADVANCED)  # every group of settings is inside it
 
 
 def control_value(page: Page, name: str) -> object:
@@ -164,6 +157,7 @@ def same(shown: object, wanted: object) -> bool:
 
 def restore_from(page: Page, path: Path) -> None:
     """Drop a file on the restore box; a file already there is cleared first, as a person would."""
+    open_group(page, RESTORE_BOX)
     box = page.locator("#restore-file")
     box.scroll_into_view_if_needed()
     clear = box.locator("button[aria-label=Clear]")
@@ -190,7 +184,7 @@ def history_thumbnail(page: Page, index: int):
 
 def used_values(page: Page) -> dict[str, str]:
     """The `Parameters used` JSON as name -> compact JSON text of its value."""
-    return dict(re.findall(r'"(\w+)":("[^"]*"|[^,{}"]+)', json_text(page, "used")))
+    return dict(re.findall(r'"(\w+)":("[^"]*"|[^,{}"]+)', json_text(page, "used-json")))
 
 
 # --- flows ------------------------------------------------------------------------------------
@@ -298,7 +292,7 @@ def test_a_sweep_grid_appears_and_plays_together(page: Page, tmp_path: Path):
     assert main.get_attribute("src").rsplit("/", 2)[-2:] == first[1]["src"].rsplit("/", 2)[-2:]
     opened = recipe.read(download(page, "download-mp4", tmp_path))
     assert (opened["motion_bucket_id"], opened["seed"]) == (120, 77), opened
-    assert '"motion_bucket_id":120' in json_text(page, "used")
+    assert '"motion_bucket_id":120' in json_text(page, "used-json")
     assert history_count(page) == history_before + 3
     captions = page.locator("#history .caption-label").all_inner_texts()
     assert sorted(captions[:3]) == sorted(labels), captions  # newest first, in the order they finished
@@ -358,6 +352,7 @@ def test_history_reuse_and_again_with_a_new_seed(page: Page):
 
 
 def test_framing_preview_follows_the_frame_size(page: Page):
+    open_group(page, "Size and output")  # the preview sits with the size, in the Advanced box
     caption = page.locator("#framing-caption")
     expect(caption).to_have_text("Add a photo to see how it will be framed.")
     add_photo(page)
@@ -385,7 +380,7 @@ def test_saving_a_preset_and_applying_it_again(page: Page, presets_dir: Path):
     name = "Slow drift test"
     set_number(page, "motion_bucket_id", 61)
     set_number(page, "noise_aug_strength", 0.11)
-    open_group(page, PRESETS_BOX)
+    page.click("#preset-open")  # the small action beside the preset picker
     page.locator("#preset-name input, #preset-name textarea").first.fill(name)
     page.click("#preset-save")
     note = page.locator("#preset-note")
@@ -425,6 +420,7 @@ def test_finishing_smooths_loops_and_extends_from_the_page(page: Page, tmp_path:
     quick_settings(page)
     fix_seed(page, 321)
     generate(page)
+    open_group(page, FINISH_BOX)
     expect(page.locator("#finish-current")).to_contain_text("Finishing: local · seed 321")
     history_before = history_count(page)
 
@@ -441,8 +437,11 @@ def test_finishing_smooths_loops_and_extends_from_the_page(page: Page, tmp_path:
     history_thumbnail(page, 1).click()  # back to the original clip: extending continues it
     expect(page.locator("#finish-current")).to_contain_text("Finishing: local · seed 321")
     page.get_by_role("tab", name="Extend").click()
-    page.locator("#extend-segments input[type=number]").fill("2")
-    page.locator("#extend-segments input[type=number]").press("Enter")
+    segments = page.locator("#extend-segments input[type=number]")
+    segments.fill("2")
+    segments.press("Enter")
+    # The click must not race the typed value: the range follows the box once the page has it.
+    expect(page.locator("#extend-segments input[type=range]")).to_have_value("2")
     page.click("#extend-run")
     finish_status(page, "Done: extended ×2 · local · seed 321")
     extended = download(page, "download-mp4", tmp_path / "extended")
@@ -456,6 +455,7 @@ def test_cancel_stops_a_long_finishing_at_once(page: Page, tmp_path: Path):
     frames = [((x + 40 * i) % 256)[..., None].repeat(3, axis=2).astype(np.uint8) ^ (y % 256)[..., None].astype(
         np.uint8) for i in range(25)]
     video.write_mp4(frames, clip, 8)
+    open_group(page, FINISH_BOX)
     page.locator("#finish-upload input[type=file]").set_input_files(str(clip))
     expect(page.locator("#finish-upload")).to_contain_text("long.mp4")
     page.locator("#finish-fps input").fill("60")

@@ -96,15 +96,14 @@ def test_a_hosted_job_is_not_held_up_by_local_jobs_waiting_for_the_gpu(app_url, 
 
 
 def open_studio(browser, url: str):
-    from playwright.sync_api import expect
 
-    from tests.browser_helpers import number_box
+    from tests.browser_helpers import wait_ready
 
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(url)
-    expect(number_box(page, "width")).to_have_value("1024")
+    wait_ready(page)
     return context, page
 
 
@@ -138,7 +137,7 @@ def test_closing_the_page_frees_the_gpu(browser, app_url, caplog):
     set_number(page, "width", 128)
     set_number(page, "height", 64)
     set_number(page, "num_frames", 4)
-    open_group(page, "Sampling")
+    open_group(page, "Guidance and steps")
     set_number(page, "num_inference_steps", 100)
     upload(page, EXAMPLES / "rocket.jpg")
     expect(page.locator("#image img")).to_be_visible()
