@@ -29,8 +29,10 @@ Faults, each one sentence:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -53,6 +55,8 @@ POLL_SECONDS = 0.25  # how often a running job's progress is fetched
 ANSWER_SECONDS = 15.0  # a cluster that does not answer a small question in this long is lost
 ROOT = Path(__file__).resolve().parent.parent
 _log = logging.getLogger(__name__)
+_joined: str | None = None  # the address this process is joined to (Ray allows one cluster per process)
+_names = itertools.count(1)  # worker names, unique in this process whatever pool starts them
 
 
 def _number(name: str, default: float | None, *, integer: bool, low: float) -> float | None:
@@ -122,7 +126,6 @@ class OnRay:
         self._lock = threading.Lock()
         self._workers: list[Worker] = []
         self._idle: list[Worker] = []
-        self._made = 0
         self._connected = False
         self._lost: str | None = None  # the sentence local jobs get while the cluster is away
         self._reconnecting: threading.Thread | None = None
@@ -175,15 +178,27 @@ class OnRay:
     # --- the pool ----------------------------------------------------------------------
 
     def _acquire(self, job: Job) -> Worker:
-        """An idle worker, or a new one while the pool is below its size; placed, or a sentence
-        within RAY_PLACEMENT_TIMEOUT_S. The job's slot guarantees room for one."""
+        """An idle worker that still answers, or a new one while the pool is below its size;
+        placed, or a sentence within RAY_PLACEMENT_TIMEOUT_S. The job's slot guarantees room."""
         import ray
 
-        with self._lock:
-            worker = self._idle.pop() if self._idle else self._new()
-        if worker.info:
-            return worker
-        job.on_progress(None, f"Starting a worker in the cluster ({self._needs()})")
+        while True:
+            with self._lock:
+                worker = self._idle.pop() if self._idle else self._new()
+            if not worker.info:
+                job.on_progress(None, f"Starting a worker in the cluster ({self._needs()})")
+                return self._placed(worker)
+            try:  # an idle worker may have died since its last job (its node went away, say)
+                ray.get(worker.actor.where.remote(), timeout=ANSWER_SECONDS)
+                return worker
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                self._discard(worker)
+                if not self._answers():
+                    raise ClusterLost from exc
+
+    def _placed(self, worker: Worker) -> Worker:
+        import ray
+
         try:
             worker.info = ray.get(worker.placed, timeout=self.config.placement_timeout)
         except ray.exceptions.GetTimeoutError:
@@ -200,8 +215,7 @@ class OnRay:
         """Start one more worker actor (under the lock); placed by Ray in its own time."""
         from backends.rayworker import SVDWorker
 
-        self._made += 1
-        name = f"svd-worker-{self._made}"
+        name = f"svd-worker-{next(_names)}"
         gpus = self.config.gpus_per_worker
         actor = SVDWorker.options(name=name, num_gpus=gpus, num_cpus=1, max_restarts=0).remote()
         worker = Worker(actor, name, actor.where.remote())
@@ -287,20 +301,25 @@ class OnRay:
         """Join the cluster (leaving another one this process joined) and start the first workers."""
         import ray
 
+        global _joined
         self._model = model  # warmed on each worker the pool starts with (and again after a reconnect)
+        why = _unreachable(self.config.address)
+        if why is not None:  # asked before anything else: Ray itself would wait long for a dead address
+            raise BackendError(f"The Ray cluster at {self.config.address} (RAY_ADDRESS) cannot be reached: {why}.")
         # A Ray driver whose cluster stays away for a minute ends its own process; the studio
         # notices sooner and closes the connection itself, so that the page lives on.
         os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "86400")
-        if ray.is_initialized():
+        if ray.is_initialized() and _joined != self.config.address:
             ray.shutdown()
-        try:
-            ray.init(address=self.config.address, runtime_env=runtime_env(), logging_level=logging.ERROR,
-                     log_to_driver=False, configure_logging=False)
-        except Exception as exc:
-            _quietly(ray.shutdown)
-            raise BackendError(
-                f"The Ray cluster at {self.config.address} (RAY_ADDRESS) cannot be reached: {_first_line(exc)}"
-            ) from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.config.address, runtime_env=runtime_env(), logging_level=logging.ERROR,
+                         log_to_driver=False, configure_logging=False)
+            except Exception as exc:
+                _quietly(ray.shutdown)
+                raise BackendError(f"The Ray cluster at {self.config.address} (RAY_ADDRESS) cannot be reached: "
+                                   f"{_first_line(exc)}.") from None
+            _joined = self.config.address
         with self._lock:
             self._workers, self._idle, self._connected, self._lost = [], [], True, None
             if self.config.max_workers is None:
@@ -350,6 +369,8 @@ class OnRay:
         """The cluster is gone: close the connection, try again every RECONNECT_SECONDS; the sentence."""
         import ray
 
+        global _joined
+
         sentence = (f"The Ray cluster at {self.config.address} can no longer be reached, so this local job stopped. "
                     f"The studio tries to reconnect every {RECONNECT_SECONDS:g} s; hosted backends still work.")
         with self._lock:
@@ -359,6 +380,7 @@ class OnRay:
         if first:
             _log.warning("%s", sentence)
             _quietly(ray.shutdown)
+            _joined = None
             self._reconnecting = threading.Thread(target=self._reconnect, daemon=True, name="ray-reconnect")
             self._reconnecting.start()
         return sentence
@@ -381,6 +403,19 @@ def runtime_env() -> dict[str, Any]:
     if (ROOT / "app.py").is_file() and (ROOT / "backends").is_dir() and (ROOT / "pyproject.toml").is_file():
         env |= {"working_dir": str(ROOT), "excludes": EXCLUDES}
     return env
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers at ``address`` ("host:port" or "ray://host:port"), asked over TCP
+    within a few seconds; None when something does, or for "auto" (Ray looks it up itself)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return None
+    except OSError as exc:
+        return f"nothing answers there ({exc.strerror or type(exc).__name__})"
 
 
 def _error(kind: str, message: str) -> errors.StudioError:
