@@ -42,13 +42,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cluster_pids(temp_dir: str) -> set[int]:
-    """The cluster's processes: those naming its temp folder, and their children."""
+def cluster_pids(temp_dir: str, port: int) -> set[int]:
+    """The cluster's processes: those naming its temp folder or its address, and their children."""
     import psutil
 
     found: set[int] = set()
     for proc in psutil.process_iter(["pid", "cmdline"]):
-        if proc.info["pid"] != os.getpid() and temp_dir in " ".join(proc.info["cmdline"] or []):
+        args = proc.info["cmdline"] or []
+        ours = temp_dir in " ".join(args) or any(a.endswith(f":{port}") for a in args)
+        if ours and proc.info["pid"] != os.getpid():
             found.add(proc.info["pid"])
             try:
                 found |= {child.pid for child in proc.children(recursive=True)}
@@ -57,8 +59,8 @@ def cluster_pids(temp_dir: str) -> set[int]:
     return found
 
 
-def kill_cluster(temp_dir: str) -> None:
-    for pid in cluster_pids(temp_dir):
+def kill_cluster(temp_dir: str, port: int) -> None:
+    for pid in cluster_pids(temp_dir, port):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -91,10 +93,10 @@ def cluster(tiny_model):
     mp.setattr(backends, "_INSTANCES", {})
     try:
         backends.start_up()
-        yield {"address": address, "temp_dir": temp_dir}
+        yield {"address": address, "temp_dir": temp_dir, "port": port}
     finally:
         ray.shutdown()
-        kill_cluster(temp_dir)
+        kill_cluster(temp_dir, port)
         mp.undo()
 
 
@@ -293,7 +295,7 @@ def test_the_cluster_lost_mid_job_ends_local_jobs_with_a_sentence(on_ray, cluste
     def on_progress(fraction, text):
         progress.append(text)
         if text.startswith("Denoising") and len(progress) < 100:
-            kill_cluster(cluster["temp_dir"])
+            kill_cluster(cluster["temp_dir"], cluster["port"])
 
     sentence = (f"The Ray cluster at {cluster['address']} can no longer be reached, so this local job stopped. "
                 "The studio tries to reconnect every 30 s; hosted backends still work.")
