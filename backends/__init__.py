@@ -95,6 +95,7 @@ def start_up() -> None:
     offered = names()
     if LocalBackend.name not in offered:
         return
+    _INSTANCES.pop(LocalBackend.name, None)  # made afresh: where its jobs run is read from the environment now
     local = get_backend(LocalBackend.name)
     assert isinstance(local, LocalBackend)
     try:

@@ -10,7 +10,7 @@ runs at a size that takes several seconds a job on a CPU. Each side is warmed on
 load excluded). "In process" is the local backend without Ray; its torch uses every core,
 while each Ray CPU worker gets one (Ray sets OMP_NUM_THREADS=1 for a 1-CPU actor).
 
-    python -m bench.ray_cluster [--jobs 8] [--size 256x128] [--frames 8] [--steps 6]
+    python -m bench.ray_cluster [--jobs 8] [--size 128x64] [--frames 4] [--steps 4]
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def fresh_local(env: dict[str, str | None]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=8)
-    parser.add_argument("--size", default="256x128")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--size", default="128x64")
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     params = {"width": width, "height": height, "num_frames": args.frames, "num_inference_steps": args.steps,
