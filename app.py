@@ -62,8 +62,12 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     secrets.install_log_filter()
     import backends  # BACKENDS is checked here; on ZeroGPU the model loads now, before launch, as it must
+    from studio.errors import StudioError
 
-    backends.start_up()
+    try:
+        backends.start_up()  # with RAY_ADDRESS, the local backend joins its cluster here
+    except StudioError as exc:
+        raise SystemExit(str(exc)) from None  # one sentence on stderr, not a traceback
     launch(build_demo())
 
 

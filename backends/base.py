@@ -188,33 +188,59 @@ STANDARD_SIZES: tuple[tuple[str, int, int], ...] = (
 )
 
 
-class Slots:
-    """At most ``size`` jobs of one backend run at once; the others wait, told their place.
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ... 11th, 12th, 13th, ... 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
-    The count of waiting jobs changes only under the condition's lock, so two jobs that
-    arrive together never read a stale count. ``show_busy`` adds how many are running to
-    the line ("Waiting for a free GPU (2 in use): 1 job(s) in line"), where that helps.
+
+LineFn = Callable[[int, int, int], str]  # (your place, jobs waiting, jobs running) -> the line shown
+
+
+class Slots:
+    """At most ``size`` jobs of one backend run at once; the others wait in arrival order,
+    told their place.
+
+    The line of waiting jobs changes only under the condition's lock, so two jobs that
+    arrive together never read a stale count, and a freed slot goes to the first in line.
+    ``show_busy`` adds how many are running to the line ("Waiting for a free GPU (2 in
+    use): 1 job(s) in line"), where that helps; ``line`` replaces the whole line (a Ray
+    cluster tells each job its own place). ``size`` may change while jobs wait (a cluster
+    that grows or shrinks): ``resize`` wakes them to look again.
     """
 
-    def __init__(self, size: int, waiting_for: str, *, show_busy: bool = False) -> None:
+    def __init__(self, size: int, waiting_for: str, *, show_busy: bool = False, line: LineFn | None = None) -> None:
         self.size, self.waiting_for, self.show_busy = size, waiting_for, show_busy
+        self._line = line
         self._cond = threading.Condition()
         self._busy = 0
-        self._waiting = 0
+        self._queue: list[object] = []  # one token per waiting job, first in line first
 
     @property
     def busy(self) -> int:
         return self._busy
 
+    def resize(self, size: int) -> None:
+        with self._cond:
+            self.size = max(1, size)
+            self._cond.notify_all()
+
+    def line(self, place: int) -> str:
+        """What a job ``place``-th in line reads."""
+        if self._line is not None:
+            return self._line(place, len(self._queue), self._busy)
+        busy = f" ({self._busy} in use)" if self.show_busy else ""
+        return f"Waiting for {self.waiting_for}{busy}: {len(self._queue)} job(s) in line"
+
     @contextmanager
     def hold(self, job: Job) -> Iterator[None]:
+        token = object()
         with self._cond:
-            self._waiting += 1
+            self._queue.append(token)
             try:
-                while self._busy >= self.size:
+                while self._busy >= self.size or self._queue[0] is not token:
                     job.check_cancelled()
-                    busy = f" ({self._busy} in use)" if self.show_busy else ""
-                    line = f"Waiting for {self.waiting_for}{busy}: {self._waiting} job(s) in line"
+                    line = self.line(self._queue.index(token) + 1)
                     self._cond.release()
                     try:  # report outside the lock: a progress callback may be slow
                         job.on_progress(None, line)
@@ -224,13 +250,14 @@ class Slots:
                 job.check_cancelled()
                 self._busy += 1
             finally:
-                self._waiting -= 1
+                self._queue.remove(token)
+                self._cond.notify_all()  # the next in line may be able to go now
         try:
             yield
         finally:
             with self._cond:
                 self._busy -= 1
-                self._cond.notify()
+                self._cond.notify_all()
 
 
 class Backend:

@@ -2,15 +2,13 @@
 
 torch and diffusers are imported on the first generation, not before, so the page is
 served in seconds. The loaded pipeline is cached; one local job runs at a time on each
-device because a GPU runs one SVD job well and two badly: LOCAL_DEVICES lists the devices
-(``backends.devices``), ``concurrency`` is their number, and the service's slots make the
-other jobs wait and tell them their place. What the machine cannot do is refused in
-``preflight``, before a job waits for the GPU: on a CPU, a video estimated to take longer
-than LOCAL_CPU_MAX_SECONDS (``backends.estimate``).
-
-On a ZeroGPU Space (``backends.zerogpu``) the model is loaded onto the GPU at start-up
-(``warm_up``) and each generation is one ``spaces.GPU`` call asking for the time that
-request needs.
+device because a GPU runs one SVD job well and two badly. Where jobs run is one seam,
+``backends.places``: in this process on the devices LOCAL_DEVICES lists
+(``backends.devices``), in ZeroGPU's worker (``backends.zerogpu``), or on a Ray cluster's
+workers (``backends.raypool``, with RAY_ADDRESS). The place sizes the backend's slots,
+which make the other jobs wait and tell them their place. What the machine cannot do is
+refused in ``preflight``, before a job waits for the GPU: on a CPU, a video estimated to
+take longer than LOCAL_CPU_MAX_SECONDS (``backends.estimate``).
 """
 
 from __future__ import annotations
@@ -22,8 +20,8 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from backends import devices, estimate, speedups, zerogpu
-from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result, Slots
+from backends import devices, estimate, offer, places, speedups, zerogpu
+from backends.base import Backend, Choice, Flag, Job, Limit, Range, Result
 from studio import video
 from studio.preview import LivePreview
 from studio.errors import BackendError, Cancelled, InvalidParameter, OutOfMemory
@@ -54,12 +52,11 @@ class LocalBackend(Backend):
     concurrency = 1  # per device: a GPU runs one SVD job well and two badly
     waiting_for = "the GPU"
 
-    def __init__(self) -> None:
-        # One job per device of LOCAL_DEVICES, read now (ZeroGPU: its one GPU, whatever is listed).
-        self._devices = devices.DevicePool.from_env(single=zerogpu.active())
-        self.concurrency, self.waiting_for = self._devices.size, self._devices.waiting_for()
-        super().__init__()
-        self.slots = Slots(self.concurrency, self.waiting_for, show_busy=self.concurrency > 1)
+    def __init__(self, place: places.Place | None = None) -> None:
+        # Where jobs run, read from the environment now (``places.choose``) unless given.
+        self.place = place if place is not None else places.choose()
+        self.slots = self.place.slots()
+        self.concurrency, self.waiting_for = self.slots.size, self.slots.waiting_for
         # Seat index -> (key, pipeline). Each device holds its own copy of the model: two
         # GPUs take twice the memory of one, and "cpu,cpu" twice the RAM.
         self._pipes: dict[int, tuple[tuple, Any]] = {}
@@ -125,8 +122,8 @@ class LocalBackend(Backend):
             )
         if zerogpu.active():
             return self._preflight_zerogpu(request)
-        # A job may land on any listed device: what one of them cannot do is refused (checks LOCAL_DEVICES).
-        device = next((devices.kind(d) for d in self._devices.devices() if devices.kind(d) != "cuda"), "cuda")
+        # A job may land on any device of its place: what one of them cannot do is refused (checks LOCAL_DEVICES).
+        device = next((d for d in self.place.device_kinds() if d != "cuda"), "cuda")
         if request.memory_mode not in (None, "auto", "full_gpu") and device != "cuda":
             raise InvalidParameter(
                 "memory_mode", request.memory_mode,
@@ -200,37 +197,18 @@ class LocalBackend(Backend):
         return estimate.Run.of(request).tflop(*self._scale(request))
 
     def _or_hosted(self) -> str:
-        import backends  # the registry imports this module, so it is asked late
-
-        return ", or pick a hosted backend" if any(n != self.name for n in backends.names()) else ""
+        return ", or pick a hosted backend" if offer.others_offered(self.name) else ""
 
     def generate(self, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
         job.check_cancelled()
-        if not zerogpu.active():
-            with self._devices.seat():  # a free device: the job's slot guarantees one
-                return self._generate(image, request, job)
-        call = self._zerogpu_call()
-        try:
-            with zerogpu.relayed(job):
-                outcome = call(image, request, job.workdir)
-        except Exception as exc:
-            kind = zerogpu.refusal(exc)
-            if kind is None:
-                raise
-            seconds = self._gpu_seconds(image, request, job.workdir)
-            raise BackendError(zerogpu.refusal_sentence(kind, seconds, bool(self._or_hosted()))) from exc
-        if isinstance(outcome, zerogpu.Failed):
-            outcome.throw()
-        return outcome
-
-    # --- ZeroGPU ----------------------------------------------------------------------
+        return self.place.run(self, image, request, job)
 
     def warm_up(self) -> None:
-        """On ZeroGPU, before the app launches: register the GPU function and load the
-        default model onto "cuda" (ZeroGPU hands what was placed there at start-up to each
-        GPU call), so that no call spends a visitor's GPU time loading it."""
-        self._zerogpu_call()  # imports spaces, which must come before torch touches CUDA
-        self._pipeline(self.default_model(), "auto")
+        """Before the app launches: get the place ready (on ZeroGPU, the model onto its GPU;
+        on Ray, join the cluster); a ``StudioError`` says why it cannot work."""
+        self.place.start(self)
+
+    # --- ZeroGPU ----------------------------------------------------------------------
 
     def _zerogpu_call(self) -> Callable:
         if self._on_zerogpu is None:
@@ -343,7 +321,7 @@ class LocalBackend(Backend):
         ``memory_mode`` says."""
         import torch
 
-        seat = self._devices.current()
+        seat = self.place.current()
         device, dtype = seat.device, devices.dtype_for(seat.device)
         if memory_mode != "auto":
             mode = memory_mode

@@ -35,7 +35,7 @@ VERSION = 1
 MAX_FILE = 200 * 1024 * 1024
 MAX_JSON = 1024 * 1024
 MAX_TEXT = 60_000  # bytes; MOV stores tags with a 16-bit length and silently wraps longer ones
-NOT_RESTORED = {"made_with", "recipe_version", "elapsed_seconds", "task_id", "device", "backend",
+NOT_RESTORED = {"made_with", "recipe_version", "elapsed_seconds", "task_id", "device", "node", "backend",
                 # how a longer clip was put together (orchestration.extend), not a control on the page
                 "extended", "same_seed", "smooth_seams", "num_frames_total"}
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".webm": "webm", ".mkv": "matroska"}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,8 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Saved presets go to a throwaway folder, never to the home folder of whoever runs the tests.
 os.environ.setdefault("USER_PRESETS_DIR", tempfile.mkdtemp(prefix="svd-studio-test-presets-"))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # importable through pytest's pythonpath (pyproject.toml)
 
 import pytest  # noqa: E402
 
