@@ -69,7 +69,9 @@ class LocalBackend(Backend):
         return os.environ.get("LOCAL_SVD_MODEL") or None
 
     def model_choices(self) -> dict[str, str]:
-        choices = {CUSTOM: f"LOCAL_SVD_MODEL ({self.custom_source})"} if self.custom_source else {}
+        # The folder's name only: the page must not show the server's paths to its visitors.
+        shown = Path(self.custom_source).name or self.custom_source if self.custom_source else ""
+        choices = {CUSTOM: f"LOCAL_SVD_MODEL ({shown})"} if self.custom_source else {}
         choices |= LABELS
         if zerogpu.active():  # only the model loaded at start-up: another would load in the visitor's GPU time
             return {self.default_model(): choices[self.default_model()]}
@@ -150,8 +152,8 @@ class LocalBackend(Backend):
             return None  # a test-size model: its cost is not what the estimate describes
         if zerogpu.active():
             return f"about {estimate.say(zerogpu.seconds_needed(self._work(request)))} of ZeroGPU time"
-        if any(devices.kind(d) != "cpu" for d in self._devices.devices()):
-            return None
+        if not isinstance(self.place, places.OnDevices) or set(self.place.device_kinds()) != {"cpu"}:
+            return None  # a GPU, or a cluster's workers: their rate is not known here
         import torch
 
         seconds = estimate.Run.of(request).tflop(*scale) / estimate.cpu_rate(torch.get_num_threads())

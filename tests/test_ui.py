@@ -313,3 +313,23 @@ def test_the_length_line_says_seconds_and_the_estimate():
     assert views.length_line(14, 6, "about 3 min on this machine's CPU") == (
         "**2.3 s** of video (14 frames at 6 fps) · about 3 min on this machine's CPU to make")
     assert views.length_line(None, 7) == ""
+
+
+def test_the_page_says_how_long_a_video_takes_where_it_can(tiny_model, monkeypatch):
+    """On the CPU the estimate counts the full-size model's work; a test-size model and a
+    hosted service's queue are not estimated."""
+    import re
+
+    from orchestration import service
+
+    monkeypatch.delenv("LOCAL_DEVICES", raising=False)
+    short = service.estimate("local", {"model": "svd-xt", "num_frames": 4, "width": 256, "height": 128,
+                                       "num_inference_steps": 2})
+    long = service.estimate("local", {"model": "svd-xt", "num_frames": 25, "num_inference_steps": 25})
+    found = [re.fullmatch(r"about (\d+) (s|min|h)(?: \d+ min)? on this machine's CPU", t or "") for t in (short, long)]
+    assert all(found), (short, long)
+    seconds = [int(m.group(1)) * {"s": 1, "min": 60, "h": 3600}[m.group(2)] for m in found]
+    assert seconds[0] < seconds[1], (short, long)
+    assert service.estimate("local", {"model": "custom"}) is None  # the tiny model
+    assert service.estimate("novita", {}) is None
+    assert service.estimate("local", {"model": "svd-xt", "fps": 999}) is None  # refused at Generate, with a sentence
