@@ -30,6 +30,7 @@ from tests.browser_helpers import (  # noqa: E402
     set_number, studio_page, upload, wait_ready,
 )
 from tests.conftest import EXAMPLES, launched_studio  # noqa: E402
+from ui.panels.parameters import NO_PRESET_LABEL  # noqa: E402
 
 EXPECT_MS = 20_000  # for every page answer: the machine may be busy making a video meanwhile
 LOCAL = "Local GPU (diffusers)"
@@ -394,7 +395,7 @@ def test_saving_a_preset_and_applying_it_again(page: Page, presets_dir: Path):
     assert (stored["parameters"]["motion_bucket_id"], stored["parameters"]["noise_aug_strength"]) == (61, 0.11)
     assert "seed" not in stored["parameters"], "'Randomize seed' is on: a preset must not pin a seed"
 
-    select(page, "preset", "(none)")
+    select(page, "preset", NO_PRESET_LABEL)
     set_number(page, "motion_bucket_id", 200)
     set_number(page, "noise_aug_strength", 0.5)
     select(page, "preset", name)  # the dropdown lists it

@@ -333,3 +333,21 @@ def test_the_page_says_how_long_a_video_takes_where_it_can(tiny_model, monkeypat
     assert service.estimate("local", {"model": "custom"}) is None  # the tiny model
     assert service.estimate("novita", {}) is None
     assert service.estimate("local", {"model": "svd-xt", "fps": 999}) is None  # refused at Generate, with a sentence
+
+
+def test_a_refused_job_says_why_under_the_player_too(studio, photo):
+    s = studio
+    data = page_values(s, "local", fps=99)
+    data |= {s.input.image: str(photo), s.input.api_key: "", s.params.randomize: True, s.history.entries: []}
+    seen: list[dict] = []
+
+    async def main() -> None:
+        async for update in run.on_generate(s, data, SimpleNamespace(session_hash="refused"),
+                                            progress=lambda *a, **k: None):
+            seen.append(update)
+
+    with pytest.raises(gr.Error) as info:
+        asyncio.run(main())
+    said = "fps must be 1-30 for Local GPU (diffusers), got 99"
+    assert said in info.value.message
+    assert seen[-1][s.output.status] == f"**Not made.** {info.value.message}"

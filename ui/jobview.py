@@ -22,7 +22,7 @@ from studio import outputs, secrets
 from studio.errors import Cancelled, StudioError
 from ui import views
 from ui.entries import MAX_ENTRIES, available, entry, gallery_items
-from ui.errors import page_errors
+from ui.errors import page_errors, user_error
 from ui.jobs import Preview, Task
 
 if TYPE_CHECKING:
@@ -83,6 +83,10 @@ async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any, 
         except Cancelled as exc:
             yield {status: f"**Stopped.** {exc}"}
             return
+        except StudioError as exc:  # said under the player too, where the video would have been
+            error = user_error(exc)
+            yield {status: f"**Not made.** {error.message}", s.output.preview: gr.update(visible=False)}
+            raise error from None
     if result is None:  # nobody is watching any more
         return
     try:

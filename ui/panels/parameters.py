@@ -89,6 +89,9 @@ class ParametersPanel:
         return set(self.controls.values())
 
 
-def choices() -> list[str]:
+NO_PRESET_LABEL = "No preset: pick ready-made settings"  # the label is hidden, so the empty entry says it
+
+
+def choices() -> list[tuple[str, str]]:
     """The preset dropdown's entries: none, the built-in presets, then saved ones."""
-    return [NO_PRESET, *presets.load_all()]
+    return [(NO_PRESET_LABEL, NO_PRESET), *((name, name) for name in presets.load_all())]
