@@ -10,20 +10,19 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 import backends
 from backends.base import Result
-from studio import recipe, secrets
+from studio import outputs, recipe, secrets
 from orchestration import service
 from studio.errors import Cancelled, StudioError
 from ui import controls
 from ui.errors import need, page_errors
 from ui.jobs import Preview, Task
-from ui.panels.history import available, entry, find, photo
+from ui.panels.history import available, entry, file, find, photo, resolved
 from ui.visitor import visitor
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ async def drive(s: Studio, data: dict, task: Task, session: str, progress: Any, 
         f"Done in {result.used['elapsed_seconds']} s · seed {seed if seed is not None else '-'}"
         + (f" · task id `{result.job_id}`" if result.job_id else ""))
     yield {
-        **s.output.show(item),
+        **s.output.show(resolved(item)),
         **s.history.add(past, item),
         s.history.selected: item["id"],  # the current video: what the finishing panel acts on
         s.finish.current: f"Finishing: **{item['caption']}**",
@@ -123,12 +122,12 @@ async def on_gif(s: Studio, past: list[dict]) -> dict:
     if item is None or item.get("gif") or not available(item):
         return {s.output.gif: gr.update()}
     try:
-        gif = await asyncio.to_thread(service.gif_for, Path(item["video"]), item["used"])
+        gif = await asyncio.to_thread(service.gif_for, file(item, "video"), item["used"])
     except StudioError as exc:
         log.warning("No GIF for %s: %s", item["video"], secrets.redact(str(exc)))
         return {s.output.gif: gr.update()}
     return {s.output.gif: gr.update(value=str(gif), visible=True),
-            **s.history.add(past[:-1], {**item, "gif": str(gif)})}
+            **s.history.add(past[:-1], {**item, "gif": outputs.ref(gif)})}
 
 
 def gif_outputs(s: Studio) -> list[gr.Component]:

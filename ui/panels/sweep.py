@@ -22,7 +22,7 @@ from studio.errors import Cancelled
 from ui import controls
 from ui.errors import need, page_errors
 from ui.jobs import Preview
-from ui.panels.history import entry, find
+from ui.panels.history import entry, find, resolved
 from ui.visitor import visitor
 
 if TYPE_CHECKING:
@@ -190,5 +190,5 @@ def on_open(s: Studio, index: int, data: dict) -> dict:
     item = find(data[s.history.entries], ids[index] if index < len(ids) else None)
     if item is None:
         return {s.output.status: "That video is not ready yet."}
-    return s.output.show(item) | {s.output.status: f"Showing {item['caption']} from the sweep.",
+    return s.output.show(resolved(item)) | {s.output.status: f"Showing {item['caption']} from the sweep.",
                                   s.history.selected: item["id"], s.finish.current: f"Finishing: **{item['caption']}**"}

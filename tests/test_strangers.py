@@ -1,0 +1,110 @@
+"""Strangers on one public page stay apart: files, handles and uploads.
+
+A visitor makes a video in a real browser (photo, video, poster and GIF end up in a job
+folder); a stranger, a second client with its own session, knows only what its own page
+and its own answers show. It must not be able to fetch any of the visitor's files, even
+with their exact server paths in hand, and nothing it sees names the visitor's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+pytest.importorskip("playwright")
+if not Path("/usr/bin/chromium").exists():  # pragma: no cover - depends on the machine
+    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
+
+from playwright.sync_api import expect  # noqa: E402
+
+from studio import outputs  # noqa: E402
+from tests.browser_helpers import generate, select, studio_page, upload  # noqa: E402
+from tests.conftest import EXAMPLES, launched_demo  # noqa: E402
+from tests.fakes import FakeModelsLab  # noqa: E402
+
+KEY = "sk-strangers-canary-77a1"
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    """A public-Space configuration: SPACE_ID set, hosted jobs on a fake ModelsLab."""
+    with FakeModelsLab(api_key=KEY, processing_polls=1, eta=1) as ml:
+        env = {"MODELSLAB_BASE_URL": ml.base_url, "MODELSLAB_API_KEY": KEY, "SPACE_ID": "someone/svd-studio",
+               "OUTPUT_DIR": str(tmp_path_factory.mktemp("outputs"))}
+        with launched_demo(env) as (demo, url):
+            yield demo, url
+
+
+def job_folders() -> set[Path]:
+    return {p for p in outputs.run_dir().iterdir() if p.is_dir() and re.match(r"^\d{8}-", p.name)}
+
+
+def test_a_stranger_cannot_fetch_a_visitors_photo_poster_video_or_gif(space, browser, request):
+    _, url = space
+    before = job_folders()
+    with studio_page(browser, url, request.node.name) as (page, errors):
+        select(page, "backend", "ModelsLab")
+        upload(page, EXAMPLES / "chelsea.png")
+        expect(page.locator("#image img")).to_be_visible()
+        assert generate(page).startswith("Done")
+        expect(page.locator("#download-gif")).to_be_visible(timeout=60_000)  # the GIF comes just after
+        own_src = page.locator("#video video").get_attribute("src")
+        page_text = page.content()
+        assert not errors
+
+    (folder,) = job_folders() - before
+    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    suffixes = {p.suffix for p in files.values()}
+    assert {"photo.png", "poster.png"} <= set(files) and {".mp4", ".gif"} <= suffixes, sorted(files)
+    assert re.fullmatch(r".+-[0-9a-f]{32}", folder.name)  # 128 random bits in the name
+
+    # The visitor's own page plays its video from Gradio's cache copy, which names no server folder.
+    assert own_src and httpx.get(url.rstrip("/") + own_src if own_src.startswith("/") else own_src).status_code == 200
+    assert str(outputs.run_dir()) not in page_text and folder.name not in page_text
+
+    # A stranger with the exact paths still gets nothing, by any spelling of the file route.
+    with httpx.Client(base_url=url) as stranger:
+        for path in files.values():
+            for asked in (f"gradio_api/file={path}", f"gradio_api/file={quote(str(path))}",
+                          f"gradio_api/file/{path}", f"file={path}",
+                          f"gradio_api/file={outputs.run_dir()}/../{outputs.run_dir().name}/{folder.name}/{path.name}"):
+                answer = stranger.get(asked, follow_redirects=True)
+                assert answer.status_code in (403, 404), (asked, answer.status_code)
+                assert b"ftyp" not in answer.content[:16] and b"GIF8" not in answer.content[:8]
+
+        # What the stranger's own page and its own job's answer show never name the visitor's folder.
+        seen = stranger.get("/").text + stranger.get("config").text
+        event = stranger.post("gradio_api/call/read_settings", json={"data": [None]}).json()["event_id"]
+        seen += stranger.get(f"gradio_api/call/read_settings/{event}", timeout=60).text
+        assert folder.name not in seen and str(outputs.run_dir()) not in seen
+
+
+def test_a_history_entry_carries_handles_and_the_server_trusts_no_path(space, tmp_path):
+    from backends.base import Result
+    from ui.panels import history
+
+    folder = outputs.job_dir("local")
+    try:
+        (folder / "video.mp4").write_bytes(b"\0\0\0\x18ftypisom")
+        (folder / "photo.png").write_bytes((EXAMPLES / "chelsea.png").read_bytes())
+        item = history.entry(Result(video=folder / "video.mp4", used={"backend": "local", "seed": 1},
+                                    photo=folder / "photo.png"))
+    finally:
+        outputs.release(folder)
+    stored = json.dumps(item)
+    assert str(outputs.run_dir()) not in stored and item["video"] == f"{folder.name}/video.mp4"
+    assert history.file(item, "video") == folder / "video.mp4" and history.photo(item) == str(folder / "photo.png")
+
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    (folder / "link.mp4").symlink_to(outside)
+    for edited in (str(folder / "video.mp4"), "/etc/passwd", f"{folder.name}/../{folder.name}/video.mp4",
+                   f"{folder.name}/link.mp4", f"{folder.name[:-1]}{'1' if folder.name.endswith('0') else '0'}/video.mp4", f"{folder.name}/",
+                   f"../{folder.name}/video.mp4", f"{folder.name}/.hidden", None, 42):
+        assert history.file(item | {"video": edited}, "video") is None, edited
+        assert not history.available(item | {"video": edited})
