@@ -118,7 +118,9 @@ def _finish(chosen: backends.Backend, result: Result, started: float, request: G
     if result.job_id:
         used["task_id"] = result.job_id
     used["elapsed_seconds"] = round(time.monotonic() - started, 1)
-    result.used = used
+    # The request's options went to the provider whole; what is shown and kept masks any
+    # URL's query and user-info (a webhook's token) and any key.
+    result.used = used = secrets.redact_deep(used)
     recipe.stamp(result.video, recipe.make(used))  # every video carries how it was made
     return result
 
