@@ -110,3 +110,40 @@ def test_a_history_entry_carries_handles_and_the_server_trusts_no_path(space, tm
                    f"../{folder.name}/video.mp4", f"{folder.name}/.hidden", None, 42):
         assert history.file(item | {"video": edited}, "video") is None, edited
         assert not history.available(item | {"video": edited})
+
+
+def preset_listed(page, name: str) -> bool:
+    box = page.locator("#preset input[role=combobox]")
+    box.click()
+    listed = page.get_by_role("option", name=name, exact=True).count() > 0
+    box.press("Escape")
+    return listed
+
+
+def test_saved_presets_stay_in_their_own_browser(space, browser, request):
+    import os
+
+    _, url = space
+    owner_folder = Path(os.environ["USER_PRESETS_DIR"])
+    before = sorted(owner_folder.glob("*.json")) if owner_folder.is_dir() else []
+    name = "Webhook of mine"
+    with studio_page(browser, url, request.node.name + "-a") as (mine, errors):
+        expect(mine.locator("#param-width input[type=number]")).to_have_value("1024")
+        mine.locator("button.label-wrap").filter(has_text="Save, download or add a preset").click()
+        mine.locator("#preset-name input, #preset-name textarea").first.fill(name)
+        mine.click("#preset-save")
+        expect(mine.locator("#preset-note")).to_have_text(
+            re.compile(rf"Saved preset {name} \(\d+ settings\)\. It is in the preset list now, kept in this "
+                       r"browser only\."))
+        assert (sorted(owner_folder.glob("*.json")) if owner_folder.is_dir() else []) == before  # not on disk
+
+        with studio_page(browser, url, request.node.name + "-b") as (stranger, _):  # same address, other browser
+            expect(stranger.locator("#param-width input[type=number]")).to_have_value("1024")
+            assert preset_listed(stranger, "Balanced")  # the built-ins are everyone's
+            assert not preset_listed(stranger, name)
+
+        mine.reload()  # the visitor's own browser keeps it
+        expect(mine.locator("#param-width input[type=number]")).to_have_value("1024")
+        mine.locator("#preset input[role=combobox]").click()
+        expect(mine.get_by_role("option", name=name, exact=True)).to_be_visible()  # once the page's load answers
+        assert not errors

@@ -101,9 +101,10 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
     reframe(s.input.model.select(bind(on_model, s), {s.input.backend, s.input.model, *s.params.inputs()}, layout,
                                  **private))
     reframe(s.params.preset.change(bind(parameters.on_preset, s),
-                                   {s.input.backend, s.input.model, s.params.preset, *s.params.inputs()}, layout,
-                                   **private))
-    s.params.preset.change(bind(saved_presets.on_chosen, s), s.params.preset, s.presets.download, **private)
+                                   {s.input.backend, s.input.model, s.params.preset, s.presets.mine,
+                                    *s.params.inputs()}, layout, **private))
+    s.params.preset.change(bind(saved_presets.on_chosen, s), [s.params.preset, s.presets.mine], s.presets.download,
+                           **private)
     everything = {s.input.image, s.input.backend, s.input.model, s.input.api_key, s.params.randomize,
                   s.history.entries, s.history.selected, *s.params.inputs()}
     outputs = run.job_outputs(s)
@@ -127,7 +128,7 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
     _wire_finish(s, everything, outputs)
     reframe(demo.load(bind(on_load, s), None, layout, **private))
     demo.load(bind(history.on_load, s), s.history.entries, s.history.gallery, **private)
-    demo.load(bind(saved_presets.on_load, s), None, s.params.preset, **private)
+    demo.load(bind(saved_presets.on_load, s), s.presets.mine, s.params.preset, **private)
     demo.unload(bind(run.on_unload, s))
     api.register(s.runner, default_backend())
 
@@ -185,10 +186,10 @@ def _wire_finish(s: Studio, everything: set, outputs: list) -> None:
 def _wire_presets(s: Studio, everything: set) -> None:
     private = {"api_visibility": "private"}
     s.presets.save.click(bind(saved_presets.on_save, s),
-                         {*everything, s.presets.name, s.presets.description},
-                         [s.params.preset, s.presets.note, s.presets.name], **private)
-    s.presets.upload.upload(bind(saved_presets.on_upload, s), s.presets.upload,
-                            [s.params.preset, s.presets.note], **private)
+                         {*everything, s.presets.name, s.presets.description, s.presets.mine},
+                         [s.params.preset, s.presets.note, s.presets.name, s.presets.mine], **private)
+    s.presets.upload.upload(bind(saved_presets.on_upload, s), [s.presets.upload, s.presets.mine],
+                            [s.params.preset, s.presets.note, s.presets.mine], **private)
 
 
 def build_demo() -> gr.Blocks:

@@ -59,14 +59,16 @@ class ParametersPanel:
         return set(self.controls.values())
 
 
-def choices() -> list[str]:
-    """The preset dropdown's entries: none, the built-in presets, then saved ones."""
-    return [NO_PRESET, *presets.load_all()]
+def choices(mine: list | None = None) -> list[str]:
+    """The preset dropdown's entries: none, the built-in presets, then saved ones (this
+    browser's own included, when presets are kept per browser)."""
+    return [NO_PRESET, *presets.load_all(mine)]
 
 
 def on_preset(s: Studio, data: dict) -> dict:
     """Apply a preset's values over what is on the page; what it does not set stays."""
-    chosen = presets.load_all().get(data[s.params.preset])  # saved presets included, as of now
+    # Saved presets included, as of now, and this browser's own.
+    chosen = presets.load_all(data.get(s.presets.mine)).get(data[s.params.preset])
     if chosen is None:
         return {s.input.model: gr.update()}  # Gradio reads an empty dict as one value, not "no updates"
     updates, skipped = s.apply(data[s.input.backend], chosen.values(), data)

@@ -1,6 +1,7 @@
 """The presets panel: save the page's settings under a name, download a preset, add one
-from a file. Presets are shared data files (``orchestration.presets``); the dropdown that applies
-them lives in the parameters panel."""
+from a file. Saved presets are shared data files, or, on a public Space, kept in each
+browser (``mine``, see ``orchestration.presets``); the dropdown that applies them lives in
+the parameters panel."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class PresetsPanel:
     download: gr.DownloadButton
     upload: gr.UploadButton
     note: gr.Markdown
+    mine: gr.BrowserState  # this browser's own presets, when they are not shared (SHARED_PRESETS=0)
 
     @classmethod
     def build(cls) -> PresetsPanel:
@@ -43,45 +45,59 @@ class PresetsPanel:
                 upload = gr.UploadButton("Add a preset from a JSON file", size="sm", file_types=[".json"],
                                          elem_id="preset-upload")
             note = gr.Markdown(elem_id="preset-note")
-        return cls(name, description, save, download, upload, note)
+        mine = gr.BrowserState([], storage_key="svd-studio-presets")
+        return cls(name, description, save, download, upload, note, mine)
 
 
 def on_save(s: Studio, data: dict) -> dict:
     """Store the controls the current backend uses (never the key, never the photo)."""
     values = controls.collect(s.params.values(data), data[s.input.backend], data[s.input.model],
                               data[s.params.randomize])
-    saved = presets.save(data[s.presets.name] or "", values, data[s.presets.description] or "")
+    mine = data.get(s.presets.mine) or []
+    saved = presets.save(data[s.presets.name] or "", values, data[s.presets.description] or "", mine=mine)
+    where = "for this studio's every page" if presets.shared() else "kept in this browser only"
+    mine = mine if presets.shared() else presets.keep(mine, saved)
     return {
-        s.params.preset: gr.update(choices=choices(), value=saved.name),
+        s.params.preset: gr.update(choices=choices(mine), value=saved.name),
         s.presets.note: f"Saved preset **{saved.name}** ({len(saved.values())} settings). It is in the preset "
-                        "list now, for this studio's every page.",
+                        f"list now, {where}.",
         s.presets.name: "",
+        s.presets.mine: mine,
     }
 
 
-def on_upload(s: Studio, path: str | None) -> dict:
+def on_upload(s: Studio, path: str | None, mine: list | None = None) -> dict:
     if not path:  # Gradio reads an empty dict as one value, not as "no updates"
         return {s.presets.note: gr.update()}
-    added = presets.import_file(path)
+    mine = mine or []
+    added = presets.import_file(path, mine=mine)
+    mine = mine if presets.shared() else presets.keep(mine, added)
     return {
-        s.params.preset: gr.update(choices=choices(), value=added.name),
+        s.params.preset: gr.update(choices=choices(mine), value=added.name),
         s.presets.note: f"Added preset **{added.name}** and applied it.",
+        s.presets.mine: mine,
     }
 
 
-def on_chosen(s: Studio, name: str) -> dict:
-    """Offer the chosen preset as a file: a copy in the output folder, the only folder the
-    page serves files from."""
+def on_chosen(s: Studio, name: str, mine: list | None = None) -> dict:
+    """Offer the chosen preset as a file: a copy in a job folder of its own (swept like
+    any), from which Gradio serves its own copy."""
     if not name or name == NO_PRESET:
         return {s.presets.download: gr.update(visible=False)}
-    source = presets.file_for(name)
-    folder = outputs.run_dir() / "presets"
-    folder.mkdir(exist_ok=True)
-    copy = folder / source.name
-    shutil.copyfile(source, copy)
+    source = presets.file_for(name, mine)
+    folder = outputs.job_dir("preset")
+    try:
+        if isinstance(source, presets.Preset):  # a browser's own: it has no file on the server
+            copy = folder / presets.file_name(source.name)
+            copy.write_text(presets.to_json(source), encoding="utf-8")
+        else:
+            copy = folder / source.name
+            shutil.copyfile(source, copy)
+    finally:
+        outputs.release(folder)
     return {s.presets.download: gr.update(value=str(copy), visible=True, label=f"Download '{name}' (JSON)")}
 
 
-def on_load(s: Studio) -> dict:
-    """Presets saved since the page was built (by anyone) are in the list."""
-    return {s.params.preset: gr.update(choices=choices())}
+def on_load(s: Studio, mine: list | None = None) -> dict:
+    """Presets saved since the page was built (by anyone, or in this browser) are in the list."""
+    return {s.params.preset: gr.update(choices=choices(mine))}
