@@ -70,8 +70,10 @@ def generate(image: str | Path, backend: str, params: dict[str, Any], *, api_key
     limits.charge(chosen.name, visitor, typed_key=bool((api_key or "").strip()))
     job = _job(chosen, api_key, hooks)
     try:
+        # Kept first: the upload itself may go while the job waits or runs (studio.uploads).
+        photo = _keep_photo(image, job.workdir)
         result = _keeping_key_private(chosen, job, lambda: chosen.generate(picture, request, job))
-        result.photo = _keep_photo(image, job.workdir)
+        result.photo = photo
         return _finish(chosen, result, started, request)
     finally:
         outputs.release(job.workdir)  # job_dir made it busy; now the sweeper may have it (after a grace)

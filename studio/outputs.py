@@ -290,10 +290,13 @@ def start_sweeper() -> None:
 
 
 def _sweep_forever() -> None:
+    from studio import uploads  # it reads its setting through this module
+
     while True:
         time.sleep(SWEEP_EVERY_S)
         try:
             sweep()
+            uploads.sweep()  # uploads no job used, past UPLOAD_MAX_AGE_MINUTES
         except Exception:  # a bad setting or a disk error: say so, and try again next time
             log.exception("The output sweep failed; trying again in %.0f s", SWEEP_EVERY_S)
 

@@ -147,3 +147,34 @@ def test_saved_presets_stay_in_their_own_browser(space, browser, request):
         mine.locator("#preset input[role=combobox]").click()
         expect(mine.get_by_role("option", name=name, exact=True)).to_be_visible()  # once the page's load answers
         assert not errors
+
+
+def test_uploads_are_limited_per_visitor_and_unused_ones_go(space, monkeypatch):
+    import time
+
+    from studio import uploads
+
+    _, url = space
+    monkeypatch.setenv("UPLOADS_PER_HOUR", "3")
+    photo = (EXAMPLES / "chelsea.png").read_bytes()
+
+    def send(address: str) -> httpx.Response:
+        return httpx.post(f"{url}gradio_api/upload", headers={"x-forwarded-for": address},
+                          files={"files": ("photo.png", photo, "image/png")}, timeout=30)
+
+    kept = [send("203.0.113.50") for _ in range(3)]
+    assert [a.status_code for a in kept] == [200, 200, 200]
+    fourth = send("203.0.113.50")
+    assert fourth.status_code == 429 and fourth.json()["detail"] == (
+        "Too many uploads: each visitor may upload 3 times an hour (UPLOADS_PER_HOUR); try again later.")
+    assert send("2001:db8:5:6::1").status_code == 200 and send("2001:db8:5:6::2").status_code == 200
+    assert send("2001:db8:5:6:ffff::3").status_code == 200
+    assert send("2001:db8:5:6::4").status_code == 429  # the same /64: the same visitor
+    assert send("203.0.113.51").status_code == 200  # someone else
+
+    path = Path(kept[0].json()[0])
+    assert path.is_file()
+    monkeypatch.setenv("UPLOAD_MAX_AGE_MINUTES", "10")
+    assert path not in uploads.sweep(now=time.time() + 9 * 60) and path.is_file()
+    assert path.resolve() in uploads.sweep(now=time.time() + 11 * 60) and not path.exists()
+    assert httpx.get(f"{url}gradio_api/file={path}").status_code in (403, 404)

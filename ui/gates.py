@@ -10,11 +10,13 @@ Gradio route and need no change to Gradio itself.
   content. So any request for a file in the output folder is answered 404, whoever asks,
   even with the exact path. Together with the job folders' random names (``studio.outputs``)
   a visitor reaches only the files their own answers named.
-- ``UploadGate``: on a public Space each visitor may upload ``UPLOADS_PER_HOUR`` files an
-  hour (default 60; ``unlimited`` for none); Gradio's own ``/upload`` takes any file up to
-  the size cap, with no job behind it. The visitor is ``ui.visitor``'s, read from the
-  request's address and forwarded header. Elsewhere there is no limit unless the
-  variable sets one.
+- ``UploadGate``: on a public Space each visitor may send ``UPLOADS_PER_HOUR`` uploads an
+  hour (default 60; one request, however many files it carries; ``unlimited`` for none);
+  Gradio's own ``/upload`` takes any file up to the size cap, with no job behind it. The
+  visitor is ``ui.visitor``'s, read from the request's address and every forwarded header
+  line. Elsewhere there is no limit unless the variable sets one. Every file the route
+  stores is recorded (``studio.uploads``), so one no job used goes after
+  ``UPLOAD_MAX_AGE_MINUTES``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from orchestration.limits import read_limit
-from studio import outputs
+from studio import outputs, uploads
 from ui.visitor import visitor
 
 UPLOADS_ENV = "UPLOADS_PER_HOUR"
@@ -128,10 +130,41 @@ class UploadGate:
                 await _refuse(send, 503, str(exc))
                 return
             if limit is not None and not COUNTER.take(visitor(_as_request(scope)), limit):
-                await _refuse(send, 429, f"Too many uploads: each visitor may upload {limit} files an hour "
+                await _refuse(send, 429, f"Too many uploads: each visitor may upload {limit} times an hour "
                                          f"({UPLOADS_ENV}); try again later.", [(b"retry-after", b"600")])
                 return
+            await self.app(scope, receive, _recording(send))
+            return
         await self.app(scope, receive, send)
+
+
+def _recording(send: Any) -> Any:
+    """``send``, noting the paths in a successful upload's answer (a JSON list of paths)."""
+    status: list[int] = []
+    body = bytearray()
+
+    async def wrapped(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message.get("status", 0))
+        elif message["type"] == "http.response.body" and status and status[0] == 200:
+            if len(body) < 1_000_000:
+                body.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                _note(bytes(body))
+        await send(message)
+
+    return wrapped
+
+
+def _note(body: bytes) -> None:
+    try:
+        paths = json.loads(body)
+    except ValueError:
+        return
+    if isinstance(paths, list):
+        from gradio.utils import get_upload_folder
+
+        uploads.record([p for p in paths if isinstance(p, str)], get_upload_folder())
 
 
 def _as_request(scope: dict) -> SimpleNamespace:
