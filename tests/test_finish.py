@@ -279,7 +279,32 @@ def test_bad_files_are_refused_with_one_sentence(tmp_path):
 def test_too_long_a_video_is_refused_with_its_length(tmp_path):
     frames = [np.full((32, 32, 3), i % 256, np.uint8) for i in range(900)]
     video.write_mp4(frames, tmp_path / "long.mp4", 30)
-    assert _refusal(tmp_path / "long.mp4") == "long.mp4 has 900 frames; finishing takes at most 600."
+    assert _refusal(tmp_path / "long.mp4") == "long.mp4 has 900 frames; finishing takes at most 600 (FINISH_MAX_FRAMES)."
+
+
+def test_a_frame_larger_than_the_cap_is_refused_naming_it(tmp_path, monkeypatch):
+    frames = [np.full((48, 64, 3), i * 20, np.uint8) for i in range(4)]
+    video.write_mp4(frames, tmp_path / "wide.mp4", 8)
+    monkeypatch.setenv("FINISH_MAX_PIXELS", "32x32")
+    with pytest.raises(BadVideo) as info:
+        finish.finish(tmp_path / "wide.mp4", tmp_path / "out", loop="pingpong")
+    assert str(info.value) == "wide.mp4 is 64x48; finishing takes at most 32x32 (1,024 pixels a frame, FINISH_MAX_PIXELS)."
+    assert not (tmp_path / "out").exists()  # refused before ffmpeg wrote anything
+    monkeypatch.setenv("FINISH_MAX_PIXELS", "3072")  # a number of pixels works too: 64x48 fits exactly
+    assert finish.finish(tmp_path / "wide.mp4", tmp_path / "out").info["output_frames"] == 4
+
+
+def test_a_result_longer_than_the_cap_is_refused_before_ffmpeg_starts(tmp_path, monkeypatch):
+    frames = [np.full((32, 32, 3), i * 20, np.uint8) for i in range(10)]
+    video.write_mp4(frames, tmp_path / "short.mp4", 8)
+    monkeypatch.setenv("FINISH_MAX_FRAMES", "40")
+    with pytest.raises(BadVideo) as info:  # 10 frames at 8 fps to 60 fps: 75 frames
+        finish.finish(tmp_path / "short.mp4", tmp_path / "out", target_fps=60)
+    assert str(info.value) == ("Finishing short.mp4 this way would make 75 frames; finishing makes at most 40 "
+                               "(FINISH_MAX_FRAMES): ask for a lower frame rate or another loop.")
+    with pytest.raises(BadVideo):  # a ping-pong of 10 is 18: fine; to 60 fps it is 135
+        finish.finish(tmp_path / "short.mp4", tmp_path / "out", target_fps=60, loop="pingpong")
+    assert finish.finish(tmp_path / "short.mp4", tmp_path / "out", loop="pingpong").info["output_frames"] == 18
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

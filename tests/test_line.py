@@ -130,3 +130,38 @@ def test_the_local_queue_cap_comes_from_the_environment(monkeypatch, space, valu
         monkeypatch.setenv("LOCAL_QUEUE_PER_VISITOR", value)
     assert limits.queue_cap(backends.get_backend("local")) == local
     assert limits.queue_cap(backends.get_backend("novita")) == hosted  # a provider keeps its own queue
+
+
+def test_finishing_waits_in_its_own_line_one_at_a_time(tmp_path):
+    """FINISH_CONCURRENCY (1): a second finish waits, told its place, until the first is done."""
+    import numpy as np
+
+    from orchestration import service
+    from studio import video
+
+    clip = tmp_path / "clip.mp4"
+    video.write_mp4([np.full((32, 32, 3), i * 30, np.uint8) for i in range(6)], clip, 8)
+    first_inside, let_go = threading.Event(), threading.Event()
+    heard: list[str] = []
+    done: list[str] = []
+
+    def first_progress(fraction, text):
+        if text.startswith("Checking"):  # inside the slot: hold it until the second is seen waiting
+            first_inside.set()
+            let_go.wait(60)
+
+    def run(name: str, progress) -> None:
+        service.finish_video(clip, loop="pingpong", on_progress=progress)
+        done.append(name)
+
+    one = threading.Thread(target=run, args=("first", first_progress))
+    one.start()
+    assert first_inside.wait(60)
+    two = threading.Thread(target=run, args=("second", lambda f, t: heard.append(t)))
+    two.start()
+    wait_for(lambda: heard, 30, "the second finish to hear its place")
+    assert heard[0] == "Waiting for a free finishing slot: you are 1st in line, 1 running" and not done
+    let_go.set()
+    one.join(60)
+    two.join(60)
+    assert done == ["first", "second"]
