@@ -94,8 +94,11 @@ def gpu(fn: Callable, duration: Callable[..., int]) -> Callable:
 
 
 def refusal(exc: BaseException) -> str | None:
-    """'quota' or 'duration' for ZeroGPU's two refusals of a call, None for anything else."""
+    """'quota' or 'duration' for ZeroGPU's two refusals of a call, 'aborted' for a call it
+    stopped for running past the time it asked for ("GPU task aborted"), None for anything else."""
     text = f"{getattr(exc, 'title', '')} {exc}".lower()
+    if "gpu task aborted" in text:
+        return "aborted"
     if "illegal duration" in text or "larger than the maximum allowed" in text:
         return "duration"
     if "quota" in text or "gpu limit" in text:
@@ -106,7 +109,11 @@ def refusal(exc: BaseException) -> str | None:
 def refusal_sentence(kind: str, seconds: int, hosted: bool) -> str:
     """The sentence a person reads instead of ZeroGPU's refusal."""
     need = f"this video would need about {say(seconds)}"
-    if kind == "duration":
+    if kind == "aborted":
+        head = (f"ZeroGPU stopped this video because it ran past the {say(seconds)} of GPU time it asked for "
+                "(the GPU was slower than expected, or busy).")
+        ways = ["Try again", "lower the size, frames or steps"]
+    elif kind == "duration":
         head = f"ZeroGPU does not give you that much GPU time in one go ({need})."
         ways = ["Log in to Hugging Face for more", "lower the size, frames or steps"]
     else:

@@ -117,6 +117,17 @@ def test_an_illegal_duration_becomes_one_sentence(spaces, monkeypatch, photo, lo
     )
 
 
+def test_a_call_stopped_for_running_too_long_becomes_one_sentence(spaces, monkeypatch, photo, loads):
+    monkeypatch.delenv("LOCAL_SVD_MODEL", raising=False)
+    spaces.refuse_next(spaces.task_aborted())
+    with pytest.raises(BackendError) as info:
+        run(LocalBackend(), photo, FULL)
+    assert str(info.value) == (
+        f"ZeroGPU stopped this video because it ran past the {spaces.asked[-1]} s of GPU time it asked for (the GPU "
+        "was slower than expected, or busy). Try again, lower the size, frames or steps, or pick a hosted backend."
+    )
+
+
 def test_fast_mode_is_refused_on_zerogpu(spaces, tiny_model, photo):
     with pytest.raises(InvalidParameter) as info:
         run(LocalBackend(), photo, {**SMALL, "fast_mode": True})
