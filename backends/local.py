@@ -182,7 +182,7 @@ class LocalBackend(Backend):
 
     def _work(self, request: GenerationRequest) -> float:
         """TFLOP of this request with this model (``backends.estimate``)."""
-        return estimate.Run.of(request).tflop(*self._scale(request))
+        return estimate.work(self.models_source(request.model or self.default_model()), estimate.Run.of(request))
 
     def _or_hosted(self) -> str:
         import backends  # the registry imports this module, so it is asked late

@@ -55,3 +55,22 @@ def test_the_fit_holds_at_a_size_it_was_not_fitted_from():
     assert one.tflop() - none.tflop() == pytest.approx(whole, rel=0.02)
     assert two_cached.tflop() - one.tflop() == pytest.approx(shallow, rel=0.02)
     assert none.tflop() == pytest.approx(decode, rel=0.02)
+
+
+def test_a_model_of_another_shape_is_counted_from_its_own_config(tiny_model):
+    """The tests' tiny model: a thousandth of SVD-XT's weights, but attention over every
+    latent pixel. Scaling SVD-XT's work by its weights under-asks at a high resolution;
+    counting its own config does not, and grows with the pixels as attention does."""
+    from backends import estimate
+
+    big = Run(1024, 576, frames=4, steps=2, guided=True)
+    small = Run(256, 144, frames=4, steps=2, guided=True)
+    counted_big, counted_small = estimate.work(str(tiny_model), big), estimate.work(str(tiny_model), small)
+    scaled_big = big.tflop(*estimate.model_scale(str(tiny_model)))
+    assert counted_big > 2 * scaled_big  # what the weights' scale would have asked for is far too little
+    assert counted_big / counted_small > 16 * 1.5  # 16x the pixels, more than 16x the work: attention's square
+    assert estimate.counted.cache_info().currsize >= 2
+    before = estimate.counted.cache_info().hits
+    assert estimate.work(str(tiny_model), big) == counted_big and estimate.counted.cache_info().hits == before + 1
+    # A hub model (or an SVD-XT-shaped folder) keeps the fit.
+    assert estimate.work("stabilityai/stable-video-diffusion-img2vid-xt", big) == big.tflop()
