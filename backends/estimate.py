@@ -253,3 +253,9 @@ def counted(folder: str, width: int, height: int, frames: int) -> tuple[float, f
         latents = vae.config.latent_channels
         decode = count(lambda: vae.decode(torch.randn(frames, latents, h, w), num_frames=frames))
     return whole, shallow, decode
+
+
+def step_work(source: str, run: Run) -> float:
+    """TFLOP of one denoising step of ``run``, on average (the decode left out): what a
+    measured step time is compared with (``backends.zerogpu.calibrate``)."""
+    return (work(source, run) - work(source, replace(run, steps=0))) / max(1, run.steps)

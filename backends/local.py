@@ -168,7 +168,7 @@ class LocalBackend(Backend):
         if request.fast_mode:
             raise InvalidParameter("fast_mode", True, "off on ZeroGPU (it does not support torch.compile)", self.label)
         run = estimate.Run.of(request)
-        seconds = zerogpu.seconds_needed(self._work(request))
+        seconds = zerogpu.seconds_needed(self._work(request), self.models_source(request.model or self.default_model()))
         if seconds > zerogpu.MAX_SECONDS:
             raise BackendError(
                 f"On ZeroGPU this video would need about {estimate.say(seconds)} of GPU time ({run.describe()}), "
@@ -195,8 +195,10 @@ class LocalBackend(Backend):
             with self._devices.seat():  # a free device: the job's slot guarantees one
                 return self._generate(image, request, job)
         call = self._zerogpu_call()
-        try:
-            with zerogpu.relayed(job):
+        model = self.models_source(request.model or self.default_model())
+        step = estimate.step_work(model, estimate.Run.of(request))
+        try:  # the steps' measured time calibrates this model's later asks (backends.zerogpu)
+            with zerogpu.relayed(job, lambda seconds: zerogpu.calibrate(model, step, seconds)):
                 outcome = call(image, request, job.workdir)
         except Exception as exc:
             kind = zerogpu.refusal(exc)
@@ -224,7 +226,7 @@ class LocalBackend(Backend):
 
     def _gpu_seconds(self, image: Image.Image, request: GenerationRequest, workdir: Path) -> int:
         """The GPU time one call asks ZeroGPU for; called by ``spaces`` with the call's arguments."""
-        return zerogpu.seconds_asked(self._work(request))
+        return zerogpu.seconds_asked(self._work(request), self.models_source(request.model or self.default_model()))
 
     def _on_gpu(self, image: Image.Image, request: GenerationRequest, workdir: Path) -> Result | zerogpu.Failed:
         """One generation in ZeroGPU's worker process (see ``backends.zerogpu``)."""

@@ -212,3 +212,23 @@ def test_off_zerogpu_nothing_changes(monkeypatch, tiny_model, photo, loads):
     result = run(backend, photo, SMALL)
     assert video.probe(result.video) == (4, 128, 64)
     assert "spaces" not in sys.modules
+
+
+def test_a_model_that_ran_asks_from_its_measured_step_time(spaces, tiny_model, photo, monkeypatch):
+    """After one call, the steps' own timing (reported by the worker) sets the model's rate:
+    on this CPU the tiny model runs far below the 60 TFLOP/s assumed for the GPU slice,
+    so the same request then asks for more time."""
+    monkeypatch.setattr(zerogpu, "_measured", {})
+    backend = LocalBackend()
+    request = backend.resolve(service.build_request(SMALL, backend))
+    from backends import estimate
+
+    work = estimate.work(str(tiny_model), estimate.Run.of(request))
+    before = zerogpu.seconds_needed(work, str(tiny_model))
+    run(backend, photo, SMALL)
+    measured = zerogpu.rate(str(tiny_model))
+    assert measured < zerogpu.TFLOPS / 100  # a CPU, not a GPU slice
+    assert zerogpu.seconds_needed(work, str(tiny_model)) > before
+    assert zerogpu.rate("another/model") == zerogpu.TFLOPS  # only the model that ran is calibrated
+    run(backend, photo, SMALL)
+    assert spaces.asked[1] >= spaces.asked[0]
