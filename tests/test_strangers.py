@@ -28,6 +28,7 @@ from tests.conftest import EXAMPLES, launched_demo  # noqa: E402
 from tests.fakes import FakeModelsLab  # noqa: E402
 
 KEY = "sk-strangers-canary-77a1"
+WAIT_MS = 60_000  # the machine may be busy: a page event can take seconds
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_a_stranger_cannot_fetch_a_visitors_photo_poster_video_or_gif(space, bro
     with studio_page(browser, url, request.node.name) as (page, errors):
         select(page, "backend", "ModelsLab")
         upload(page, EXAMPLES / "chelsea.png")
-        expect(page.locator("#image img")).to_be_visible()
+        expect(page.locator("#image img")).to_be_visible(timeout=WAIT_MS)
         assert generate(page).startswith("Done")
         expect(page.locator("#download-gif")).to_be_visible(timeout=60_000)  # the GIF comes just after
         own_src = page.locator("#video video").get_attribute("src")
@@ -113,8 +114,10 @@ def test_a_history_entry_carries_handles_and_the_server_trusts_no_path(space, tm
 
 
 def preset_listed(page, name: str) -> bool:
+    """Whether the preset dropdown offers ``name`` (the list is open once a built-in shows)."""
     box = page.locator("#preset input[role=combobox]")
     box.click()
+    expect(page.get_by_role("option", name="Balanced", exact=True)).to_be_visible(timeout=WAIT_MS)
     listed = page.get_by_role("option", name=name, exact=True).count() > 0
     box.press("Escape")
     return listed
@@ -128,24 +131,24 @@ def test_saved_presets_stay_in_their_own_browser(space, browser, request):
     before = sorted(owner_folder.glob("*.json")) if owner_folder.is_dir() else []
     name = "Webhook of mine"
     with studio_page(browser, url, request.node.name + "-a") as (mine, errors):
-        expect(mine.locator("#param-width input[type=number]")).to_have_value("1024")
+        expect(mine.locator("#param-width input[type=number]")).to_have_value("1024", timeout=WAIT_MS)
         mine.locator("button.label-wrap").filter(has_text="Save, download or add a preset").click()
         mine.locator("#preset-name input, #preset-name textarea").first.fill(name)
         mine.click("#preset-save")
         expect(mine.locator("#preset-note")).to_have_text(
             re.compile(rf"Saved preset {name} \(\d+ settings\)\. It is in the preset list now, kept in this "
-                       r"browser only\."))
+                       r"browser only\."), timeout=WAIT_MS)
         assert (sorted(owner_folder.glob("*.json")) if owner_folder.is_dir() else []) == before  # not on disk
 
         with studio_page(browser, url, request.node.name + "-b") as (stranger, _):  # same address, other browser
-            expect(stranger.locator("#param-width input[type=number]")).to_have_value("1024")
+            expect(stranger.locator("#param-width input[type=number]")).to_have_value("1024", timeout=WAIT_MS)
             assert preset_listed(stranger, "Balanced")  # the built-ins are everyone's
             assert not preset_listed(stranger, name)
 
         mine.reload()  # the visitor's own browser keeps it
-        expect(mine.locator("#param-width input[type=number]")).to_have_value("1024")
+        expect(mine.locator("#param-width input[type=number]")).to_have_value("1024", timeout=WAIT_MS)
         mine.locator("#preset input[role=combobox]").click()
-        expect(mine.get_by_role("option", name=name, exact=True)).to_be_visible()  # once the page's load answers
+        expect(mine.get_by_role("option", name=name, exact=True)).to_be_visible(timeout=WAIT_MS)  # after the load
         assert not errors
 
 
