@@ -15,7 +15,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 import ui  # noqa: E402
 from studio import heap, outputs, secrets  # noqa: E402
-from ui import build_demo, sessions  # noqa: E402
+from ui import build_demo, gates, sessions  # noqa: E402
 
 MAX_UPLOAD = "50mb"
 SESSION_CAPACITY = 2000  # bounds sessions that never close (raw HTTP callers); ui.sessions slims them to ~20 kB
@@ -28,8 +28,9 @@ def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
     settings: dict[str, Any] = dict(
         theme=ui.theme.make(),
         css=ui.CSS,
-        # Outputs only (OUTPUT_DIR/svd-studio, or a temp folder); nothing else on disk is served.
-        # Using the folder starts its sweeper (OUTPUT_MAX_AGE_MINUTES, OUTPUT_MAX_MB).
+        # Outputs only (OUTPUT_DIR/svd-studio, or a temp folder), so Gradio may copy them into its
+        # cache for a page; ui.gates serves none of them directly. Using the folder starts its
+        # sweeper (OUTPUT_MAX_AGE_MINUTES, OUTPUT_MAX_MB).
         allowed_paths=[str(outputs.run_dir())],
         max_file_size=MAX_UPLOAD,
         show_error=True,  # our errors are sentences; Gradio's own (a refused URL) are too
@@ -37,7 +38,9 @@ def launch(demo: gr.Blocks, **overrides: Any) -> tuple:
         # ones, and this bounds those that never close (Gradio's default is 10,000).
         state_session_capacity=SESSION_CAPACITY,
         # ui.sessions forgets a session only while no heartbeat of it is open; this watches them.
-        app_kwargs={"middleware": [Middleware(sessions.HeartbeatWatch)]},
+        # ui.gates: no output file is served by its path, and uploads are limited per visitor.
+        app_kwargs={"middleware": [Middleware(sessions.HeartbeatWatch), Middleware(gates.OutputsGate),
+                                   Middleware(gates.UploadGate)]},
     )
     if mcp_wanted():
         settings["mcp_server"] = True  # the API endpoints (ui.api) as MCP tools, /batch included

@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Iterator, Union
 from PIL import Image
 
 from studio import images
-from studio.errors import Cancelled, InvalidParameter
+from studio.errors import Cancelled, InvalidParameter, QueueFull
 from studio.request import PARAMETERS, GenerationRequest
 
 
@@ -131,6 +131,8 @@ class Job:
     # Called with an image file (in ``workdir``) that roughly shows the frames so far:
     # the local backend's live preview while it denoises.
     on_preview: Callable[[Path], None] = lambda path: None
+    visitor: str | None = None  # who asked (``ui.visitor``): a line's per-visitor cap counts by it
+    entry: str | None = None  # jobs of one batch share it, and count as one entry in a line
 
     def check_cancelled(self, job_id: str | None = None) -> None:
         if self.cancel.is_set():
@@ -194,70 +196,95 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-LineFn = Callable[[int, int, int], str]  # (your place, jobs waiting, jobs running) -> the line shown
+@dataclass(eq=False)
+class _Ticket:
+    visitor: str | None
+    entry: str | None  # jobs with one entry (a batch's) count once toward their visitor's cap
 
 
 class Slots:
-    """At most ``size`` jobs of one backend run at once; the others wait in arrival order,
-    told their place.
+    """A first-come-first-served line: at most ``size`` jobs run at once, the rest wait in
+    the order they came, each told their own place.
 
-    The line of waiting jobs changes only under the condition's lock, so two jobs that
-    arrive together never read a stale count, and a freed slot goes to the first in line.
-    ``show_busy`` adds how many are running to the line ("Waiting for a free GPU (2 in
-    use): 1 job(s) in line"), where that helps; ``line`` replaces the whole line (a Ray
-    cluster tells each job its own place). ``size`` may change while jobs wait (a cluster
-    that grows or shrinks): ``resize`` wakes them to look again.
+    The API, for every kind of worker (a backend's devices, a cluster, finishing)::
+
+        slots = Slots(2, "a free GPU in the cluster")
+        with slots.hold(job, visitor="203.0.113.7", cap=3):
+            ...  # runs once the job is first in line and a slot is free
+
+    While it waits, ``job.on_progress(None, ...)`` hears its place at least every half
+    second: "Waiting for a free GPU in the cluster: you are 2nd in line, 4 running"
+    (``line_text``). ``job.cancel`` leaves the line at once (``Cancelled``). ``cap``: how
+    many entries one visitor may have waiting; one more is refused with ``QueueFull``,
+    naming ``cap_name`` (the setting); jobs that share ``job.entry`` (a batch's photos)
+    are one entry. Only the head of the line may take a free slot, so nobody overtakes,
+    and the counts change only under the lock, so two jobs that arrive together never
+    read a stale line.
     """
 
-    def __init__(self, size: int, waiting_for: str, *, show_busy: bool = False, line: LineFn | None = None) -> None:
+    def __init__(self, size: int, waiting_for: str, *, show_busy: bool = False) -> None:
+        # show_busy is kept for callers of the earlier line: the running count is always shown now.
         self.size, self.waiting_for, self.show_busy = size, waiting_for, show_busy
-        self._line = line
         self._cond = threading.Condition()
         self._busy = 0
-        self._queue: list[object] = []  # one token per waiting job, first in line first
+        self._line: list[_Ticket] = []
 
     @property
     def busy(self) -> int:
         return self._busy
 
     def resize(self, size: int) -> None:
+        """A line whose workers come and go (a cluster that grows or shrinks): the waiting
+        jobs look again."""
         with self._cond:
             self.size = max(1, size)
             self._cond.notify_all()
 
-    def line(self, place: int) -> str:
-        """What a job ``place``-th in line reads."""
-        if self._line is not None:
-            return self._line(place, len(self._queue), self._busy)
-        busy = f" ({self._busy} in use)" if self.show_busy else ""
-        return f"Waiting for {self.waiting_for}{busy}: {len(self._queue)} job(s) in line"
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._line)
+
+    def line_text(self, place: int) -> str:
+        return f"Waiting for {self.waiting_for}: you are {ordinal(place)} in line, {self._busy} running"
 
     @contextmanager
-    def hold(self, job: Job) -> Iterator[None]:
-        token = object()
+    def hold(self, job: Job, visitor: str | None = None, *, cap: int | None = None,
+             cap_name: str = "LOCAL_QUEUE_PER_VISITOR") -> Iterator[None]:
+        visitor = visitor if visitor is not None else getattr(job, "visitor", None)
+        ticket = _Ticket(visitor, getattr(job, "entry", None))
         with self._cond:
-            self._queue.append(token)
+            if cap is not None and visitor is not None and self._must_wait(len(self._line)):
+                entries = {t.entry or id(t) for t in self._line if t.visitor == visitor}
+                if ticket.entry not in entries and len(entries) >= cap:
+                    raise QueueFull(f"You already have {len(entries)} jobs waiting for {self.waiting_for}, the most "
+                                    f"one visitor may have in line ({cap_name} is {cap}); wait for one to start.")
+            self._line.append(ticket)
             try:
-                while self._busy >= self.size or self._queue[0] is not token:
+                while self._line[0] is not ticket or self._busy >= self.size:
                     job.check_cancelled()
-                    line = self.line(self._queue.index(token) + 1)
+                    text = self.line_text(self._line.index(ticket) + 1)
                     self._cond.release()
                     try:  # report outside the lock: a progress callback may be slow
-                        job.on_progress(None, line)
+                        job.on_progress(None, text)
                     finally:
                         self._cond.acquire()
                     self._cond.wait(0.5)
                 job.check_cancelled()
                 self._busy += 1
             finally:
-                self._queue.remove(token)
-                self._cond.notify_all()  # the next in line may be able to go now
+                self._line.remove(ticket)
+                self._cond.notify_all()  # the next in line may be first now
         try:
             yield
         finally:
             with self._cond:
                 self._busy -= 1
                 self._cond.notify_all()
+
+    def _must_wait(self, ahead: int) -> bool:
+        """A new job with ``ahead`` jobs in front of it would wait (only a waiting job counts toward a cap)."""
+        return ahead > 0 or self._busy >= self.size
 
 
 class Backend:
@@ -330,12 +357,6 @@ class Backend:
         if mode == "fit":
             size = images.fit_size(image.size, size)
         return Framed(images.frame(image, size, mode), *size)
-
-    def estimate(self, request: GenerationRequest) -> str | None:
-        """How long this request takes, in words ("about 3 min on this machine's CPU"),
-        where this backend can tell before it starts; None where it cannot (a provider's
-        queue, a GPU whose speed was never measured)."""
-        return None
 
     def preflight(self, request: GenerationRequest) -> None:
         """Checks that need the machine (is there a CUDA GPU?), run before the job waits

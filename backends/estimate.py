@@ -29,12 +29,20 @@ model (a thousandth of the UNet): its time goes to attention over the pixels wit
 width 4, which no FLOP count here describes (BENCHMARKS.md: 10-37 s a call at 256x256,
 1-3 s at 128x128), so such models are not estimated at all.
 
+A folder whose UNet is not SVD-XT's (another width, depth or head count) is counted from
+its own config instead (``work``): its UNet and VAE are built on the meta device (no
+memory, no weights) and one whole pass, one shallow pass and the decode are counted with
+FlopCounterMode at the run's size, cached per size. A parameter count says nothing of how
+the work grows with the pixels: a narrow model's attention over a 1024x576 frame costs far
+more than its share of SVD-XT's weights suggests, so scaling under-asked for it on ZeroGPU.
+
 Seconds are work over the hardware's effective rate: ``CPU_TFLOPS_PER_THREAD`` here, the GPU's
 in ``backends.zerogpu``. Loading the model (once per process) is not counted.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -182,3 +190,72 @@ def _param_count(folder: Path) -> int:
         tensors = [t for key, t in header.items() if key != "__metadata__" and isinstance(t, dict)]
         sets[name] = sets.get(name, 0) + sum(math.prod(t.get("shape", [])) for t in tensors)
     return max(sets.values(), default=0)
+
+
+# SVD-XT's UNet, as its config spells it: a folder with this architecture is what the fit describes.
+SVD_XT_UNET = {"block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
+               "num_attention_heads": [5, 10, 20, 20], "cross_attention_dim": 1024, "in_channels": 8}
+
+
+def work(source: str, run: Run) -> float:
+    """TFLOP of ``run`` with the model at ``source``: the fit (times the weights' scale) for
+    the hub models and SVD-XT-shaped folders; for any other folder, counted from its own config."""
+    config = _unet_config(Path(source))
+    if config is None or all(config.get(k) == v for k, v in SVD_XT_UNET.items()):
+        return run.tflop(*model_scale(source))
+    whole, shallow, decode = counted(str(Path(source).resolve()), run.width, run.height, run.frames)
+    passes, shallows = run.passes()
+    return passes * whole + shallows * shallow + decode
+
+
+def _unet_config(folder: Path) -> dict | None:
+    try:
+        config = json.loads((folder / "unet" / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+@functools.lru_cache(maxsize=128)
+def counted(folder: str, width: int, height: int, frames: int) -> tuple[float, float, float]:
+    """(one whole UNet pass, one shallow pass, the decode) in TFLOP for ``frames`` frames of
+    ``width`` x ``height``, counted on the meta device from the folder's configs (seconds,
+    once per size and model: cached)."""
+    import torch
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from backends import speedups
+
+    def count(fn: Any) -> float:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            fn()
+        return counter.get_total_flops() / 1e12
+
+    root = Path(folder)
+    with torch.device("meta"):
+        unet = UNetSpatioTemporalConditionModel.from_config(UNetSpatioTemporalConditionModel.load_config(root / "unet"))
+        vae = AutoencoderKLTemporalDecoder.from_config(AutoencoderKLTemporalDecoder.load_config(root / "vae"))
+        # The temporal mixers' factors are made on the CPU whatever the device context says.
+        unet, vae = unet.to("meta"), vae.to("meta")
+        scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        h, w = height // scale, width // scale
+        args = (torch.randn(1, frames, unet.config.in_channels, h, w), torch.tensor(1.0),
+                torch.randn(1, 1, unet.config.cross_attention_dim), torch.randn(1, 3))  # fps, motion, noise
+        cache = speedups._DeepFeatures(unet)  # the shallow pass the speed mode runs (backends.speedups)
+        try:
+            cache.keep = True
+            whole = count(lambda: unet(*args, return_dict=False))
+            shallow = count(lambda: cache.shallow(*args))
+        finally:
+            cache.close()
+        latents = vae.config.latent_channels
+        decode = count(lambda: vae.decode(torch.randn(frames, latents, h, w), num_frames=frames))
+    return whole, shallow, decode
+
+
+def step_work(source: str, run: Run) -> float:
+    """TFLOP of one denoising step of ``run``, on average (the decode left out): what a
+    measured step time is compared with (``backends.zerogpu.calibrate``)."""
+    return (work(source, run) - work(source, replace(run, steps=0))) / max(1, run.steps)

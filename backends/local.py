@@ -151,7 +151,8 @@ class LocalBackend(Backend):
         if scale[0] < estimate.SMALLEST_ESTIMATED:
             return None  # a test-size model: its cost is not what the estimate describes
         if zerogpu.active():
-            return f"about {estimate.say(zerogpu.seconds_needed(self._work(request)))} of ZeroGPU time"
+            model = self.models_source(request.model or self.default_model())
+            return f"about {estimate.say(zerogpu.seconds_needed(self._work(request), model))} of ZeroGPU time"
         if not isinstance(self.place, places.OnDevices) or set(self.place.device_kinds()) != {"cpu"}:
             return None  # a GPU, or a cluster's workers: their rate is not known here
         import torch
@@ -182,7 +183,7 @@ class LocalBackend(Backend):
         if request.fast_mode:
             raise InvalidParameter("fast_mode", True, "off on ZeroGPU (it does not support torch.compile)", self.label)
         run = estimate.Run.of(request)
-        seconds = zerogpu.seconds_needed(self._work(request))
+        seconds = zerogpu.seconds_needed(self._work(request), self.models_source(request.model or self.default_model()))
         if seconds > zerogpu.MAX_SECONDS:
             raise BackendError(
                 f"On ZeroGPU this video would need about {estimate.say(seconds)} of GPU time ({run.describe()}), "
@@ -196,7 +197,7 @@ class LocalBackend(Backend):
 
     def _work(self, request: GenerationRequest) -> float:
         """TFLOP of this request with this model (``backends.estimate``)."""
-        return estimate.Run.of(request).tflop(*self._scale(request))
+        return estimate.work(self.models_source(request.model or self.default_model()), estimate.Run.of(request))
 
     def _or_hosted(self) -> str:
         return ", or pick a hosted backend" if offer.others_offered(self.name) else ""
@@ -219,7 +220,7 @@ class LocalBackend(Backend):
 
     def _gpu_seconds(self, image: Image.Image, request: GenerationRequest, workdir: Path) -> int:
         """The GPU time one call asks ZeroGPU for; called by ``spaces`` with the call's arguments."""
-        return zerogpu.seconds_asked(self._work(request))
+        return zerogpu.seconds_asked(self._work(request), self.models_source(request.model or self.default_model()))
 
     def _on_gpu(self, image: Image.Image, request: GenerationRequest, workdir: Path) -> Result | zerogpu.Failed:
         """One generation in ZeroGPU's worker process (see ``backends.zerogpu``)."""

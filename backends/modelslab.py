@@ -73,7 +73,9 @@ class ModelsLabBackend(HostedBackend):
             "temp": Option(Flag(False), "Store the result in the service's temporary storage (wiped every 24 hours)."),
             "webhook": Option(Text(max_length=2000, url=True),
                               "A public https URL the service calls when the job is done (optional; the page "
-                              "polls anyway)."),
+                              "polls anyway). The service gets it whole, but the history and the video's settings "
+                              "keep it without its query and user name (https://example.org/hook?…): enter it "
+                              "again to use it again."),
             "track_id": Option(Text(max_length=200), "Your own id, echoed back to the webhook (optional)."),
             # A transport detail nobody needs to see: the studio always polls, so an answer at
             # once is strictly better (the task id reaches the page at once, so the job can be

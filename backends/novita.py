@@ -101,7 +101,9 @@ class NovitaBackend(HostedBackend):
                                                                    "always shows an MP4 and offers both."),
             "webhook": Option(Text(max_length=2000, url=True),
                               "A public https URL the service calls when the job is done (optional; the page "
-                              "polls anyway)."),
+                              "polls anyway). The service gets it whole, but the history and the video's settings "
+                              "keep it without its query and user name (https://example.org/hook?…): enter it "
+                              "again to use it again."),
         }
 
     # --- the wire format -------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
-from backends import devices, zerogpu
+from backends import devices, estimate, zerogpu
 from backends.base import Job, Result, Slots
 from studio.errors import BackendError
 from studio.request import GenerationRequest
@@ -91,8 +91,10 @@ class OnZeroGPU(OnDevices):
 
     def run(self, backend: LocalBackend, image: Image.Image, request: GenerationRequest, job: Job) -> Result:
         call = backend._zerogpu_call()
-        try:
-            with zerogpu.relayed(job):
+        model = backend.models_source(request.model or backend.default_model())
+        step = estimate.step_work(model, estimate.Run.of(request))
+        try:  # the steps' measured time calibrates this model's later asks (backends.zerogpu)
+            with zerogpu.relayed(job, lambda seconds: zerogpu.calibrate(model, step, seconds)):
                 outcome = call(image, request, job.workdir)
         except Exception as exc:
             kind = zerogpu.refusal(exc)

@@ -43,7 +43,7 @@ from typing import Any
 from PIL import Image
 
 from backends import devices
-from backends.base import Job, Result, Slots, ordinal
+from backends.base import Job, Result, Slots
 from studio import errors
 from studio.errors import BackendError, BadSetting, Cancelled
 from studio.request import GenerationRequest
@@ -121,8 +121,7 @@ class OnRay:
         self.config = RayConfig.from_env(address)
         size = self.config.max_workers or max(1, self.config.min_workers)
         what = f"a free {self.config.unit} in the cluster"
-        self._slots = Slots(size, what, line=lambda place, waiting, running: (
-            f"Waiting for {what}: you are {ordinal(place)} in line, {running} running"))
+        self._slots = Slots(size, what)  # "Waiting for a free GPU in the cluster: you are 2nd in line, 4 running"
         self._lock = threading.Lock()
         self._workers: list[Worker] = []
         self._idle: list[Worker] = []

@@ -48,7 +48,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import statistics
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +66,12 @@ TFLOPS = 60.0  # effective fp16 rate of the ZeroGPU slice on SVD
 MARGIN = 1.25  # a call that runs past what it asked for may be stopped: ask for a quarter more
 OVERHEAD_SECONDS = 15
 
+# Measured on this Space: once a model has run, the effective rate its denoising steps
+# reached (TFLOP a step, from backends.estimate, over the median seconds a step took, as
+# the worker's progress reported them) replaces TFLOPS for that model's later calls.
+_measured: dict[str, float] = {}
+_STEP = re.compile(r"^Denoising step (\d+)/(\d+)$")
+
 EVENTS = ".gpu-events.jsonl"  # worker -> app: one JSON line per progress or preview
 CANCEL = ".gpu-cancel"  # app -> worker: exists once the person pressed Cancel
 POLL_SECONDS = 0.2
@@ -72,13 +81,25 @@ def active() -> bool:
     return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
 
 
-def seconds_needed(work_tflop: float) -> float:
+def rate(model: str | None = None) -> float:
+    """The effective TFLOP/s to count with for ``model``: measured once it has run, else ``TFLOPS``."""
+    return _measured.get(model or "", TFLOPS)
+
+
+def calibrate(model: str, step_tflop: float, step_seconds: float) -> float:
+    """Take ``model``'s measured step time as its rate from now on; the rate."""
+    if step_tflop > 0 and step_seconds > 0:
+        _measured[model] = step_tflop / step_seconds
+    return rate(model)
+
+
+def seconds_needed(work_tflop: float, model: str | None = None) -> float:
     """GPU seconds a call doing ``work_tflop`` asks for, before the cap."""
-    return work_tflop / TFLOPS * MARGIN + OVERHEAD_SECONDS
+    return work_tflop / rate(model) * MARGIN + OVERHEAD_SECONDS
 
 
-def seconds_asked(work_tflop: float) -> int:
-    return min(MAX_SECONDS, math.ceil(seconds_needed(work_tflop)))
+def seconds_asked(work_tflop: float, model: str | None = None) -> int:
+    return min(MAX_SECONDS, math.ceil(seconds_needed(work_tflop, model)))
 
 
 def gpu(fn: Callable, duration: Callable[..., int]) -> Callable:
@@ -94,8 +115,11 @@ def gpu(fn: Callable, duration: Callable[..., int]) -> Callable:
 
 
 def refusal(exc: BaseException) -> str | None:
-    """'quota' or 'duration' for ZeroGPU's two refusals of a call, None for anything else."""
+    """'quota' or 'duration' for ZeroGPU's two refusals of a call, 'aborted' for a call it
+    stopped for running past the time it asked for ("GPU task aborted"), None for anything else."""
     text = f"{getattr(exc, 'title', '')} {exc}".lower()
+    if "gpu task aborted" in text:
+        return "aborted"
     if "illegal duration" in text or "larger than the maximum allowed" in text:
         return "duration"
     if "quota" in text or "gpu limit" in text:
@@ -106,7 +130,11 @@ def refusal(exc: BaseException) -> str | None:
 def refusal_sentence(kind: str, seconds: int, hosted: bool) -> str:
     """The sentence a person reads instead of ZeroGPU's refusal."""
     need = f"this video would need about {say(seconds)}"
-    if kind == "duration":
+    if kind == "aborted":
+        head = (f"ZeroGPU stopped this video because it ran past the {say(seconds)} of GPU time it asked for "
+                "(the GPU was slower than expected, or busy).")
+        ways = ["Try again", "lower the size, frames or steps"]
+    elif kind == "duration":
         head = f"ZeroGPU does not give you that much GPU time in one go ({need})."
         ways = ["Log in to Hugging Face for more", "lower the size, frames or steps"]
     else:
@@ -130,11 +158,13 @@ class Failed:
 
 
 @contextmanager
-def relayed(job: Job) -> Iterator[None]:
+def relayed(job: Job, on_step_seconds: Callable[[float], None] | None = None) -> Iterator[None]:
     """While a GPU call runs in ZeroGPU's worker, pass its progress and previews on to
-    ``job``, and ``job``'s cancel to it."""
+    ``job``, and ``job``'s cancel to it. ``on_step_seconds`` hears the median time between
+    its "Denoising step" reports once the call is over (for ``calibrate``)."""
     events, cancel = job.workdir / EVENTS, job.workdir / CANCEL
     stop = threading.Event()
+    steps: list[float] = []  # when each step's report was written
 
     def pump() -> None:
         offset = 0
@@ -142,7 +172,7 @@ def relayed(job: Job) -> Iterator[None]:
             last = stop.wait(POLL_SECONDS)
             if job.cancel.is_set():
                 cancel.touch()
-            offset = _deliver(events, offset, job)
+            offset = _deliver(events, offset, job, steps)
             if last:
                 return
 
@@ -155,9 +185,12 @@ def relayed(job: Job) -> Iterator[None]:
         thread.join()
         events.unlink(missing_ok=True)  # the job's folder keeps its video, not the plumbing
         cancel.unlink(missing_ok=True)
+    gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
+    if on_step_seconds is not None and gaps:
+        on_step_seconds(statistics.median(gaps))
 
 
-def _deliver(events: Path, offset: int, job: Job) -> int:
+def _deliver(events: Path, offset: int, job: Job, steps: list[float] | None = None) -> int:
     """Hand the complete lines after ``offset`` to ``job``; the new offset."""
     try:
         with events.open("rb") as f:
@@ -169,6 +202,8 @@ def _deliver(events: Path, offset: int, job: Job) -> int:
     for line in data[:end].splitlines():
         event: dict[str, Any] = json.loads(line)
         if "progress" in event:
+            if steps is not None and _STEP.match(str(event["progress"][1])):
+                steps.append(float(event.get("at", time.time())))
             job.on_progress(*event["progress"])
         elif "preview" in event:
             job.on_preview(Path(event["preview"]))
@@ -195,6 +230,8 @@ def worker_job(workdir: Path) -> Job:
         with events.open("a", encoding="utf-8") as f:
             f.write(json.dumps(event) + "\n")
 
+    # "at": when the worker reported it (time.time: the worker is another process), so step
+    # times are the worker's own, not when the relay happened to read them.
     return Job(workdir=workdir, cancel=_CancelFile(workdir / CANCEL),
-               on_progress=lambda fraction, text: post(progress=[fraction, text]),
+               on_progress=lambda fraction, text: post(progress=[fraction, text], at=time.time()),
                on_preview=lambda path: post(preview=str(path)))

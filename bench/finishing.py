@@ -17,7 +17,13 @@ background): rendered at 24 fps as the truth and at 8 fps as the input, each can
 filter interpolates 8 -> 24 fps through plain ffmpeg and its in-between frames are
 compared with the truth (PSNR). This is how ``studio.finish``'s settings were chosen.
 
-    python -m bench.finishing [--runs 3] [--quick] [--tune]
+``--pingpong`` measures the peak memory of the largest ping-pong the caps allow
+(``FINISH_MAX_PIXELS`` 1920x1080, ``FINISH_MAX_FRAMES`` 600: a 300-frame 1080p source,
+598 frames out), where ffmpeg's ``reverse`` holds the whole way back: the peak resident
+size of the ffmpeg that finishes, read from the kernel (``ru_maxrss`` of the children of
+a fresh process, which runs nothing else).
+
+    python -m bench.finishing [--runs 3] [--quick] [--tune] [--pingpong]
 """
 
 from __future__ import annotations
@@ -84,14 +90,43 @@ def tune() -> None:
     print(f"\nmachine: {load_note()}")
 
 
+def pingpong_peak() -> None:
+    """The largest allowed ping-pong, in a child process so its children's peak is its own."""
+    import json
+    import sys
+
+    load_before = load_note()
+    code = ("import json, resource, sys, time; from pathlib import Path; from studio import finish; "
+            "t = time.monotonic(); done = finish.finish(Path(sys.argv[1]), Path(sys.argv[2]), loop='pingpong'); "
+            "print(json.dumps({'s': time.monotonic() - t, 'frames': done.info['output_frames'], "
+            "'peak_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
+    with tempfile.TemporaryDirectory(prefix="bench-pingpong-") as name:
+        src = Path(name) / "src.mp4"
+        width, height = finish.MAX_PIXELS
+        frames = finish.MAX_FRAMES // 2  # 2n - 2 <= 600
+        plain_make = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30", "-frames:v", str(frames),
+                      "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        subprocess.run([video.ffmpeg(), "-hide_banner", "-loglevel", "error", *plain_make, "-y", str(src)], check=True)
+        out = subprocess.run([sys.executable, "-c", code, str(src), str(Path(name) / "job")], check=True,
+                             capture_output=True, text=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    held = frames * width * height * 1.5 / 2**20  # yuv420p: what reverse must keep, in MiB
+    print(table(["ping-pong (ours)", "output frames", "s", "ffmpeg peak RSS MiB", "frames held by reverse, MiB"], [
+        [f"{frames} frames of {width}x{height}", got["frames"], got["s"], got["peak_kb"] / 1024, held]]))
+    print(f"machine: {load_before} before, {load_note()} after")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each job (default 3)")
     parser.add_argument("--quick", action="store_true", help="one run of each")
     parser.add_argument("--tune", action="store_true", help="compare interpolation settings by PSNR instead")
+    parser.add_argument("--pingpong", action="store_true", help="peak memory of the largest ping-pong allowed")
     args = parser.parse_args()
     if args.tune:
         return tune()
+    if args.pingpong:
+        return pingpong_peak()
     runs = 1 if args.quick else args.runs
 
     load_before = load_note()

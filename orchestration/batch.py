@@ -245,7 +245,7 @@ class Batch:
             with outputs.kept_briefly():  # the video moves into the batch folder at once
                 result = service.generate(item.path, self.backend, item.params, api_key=self._api_key,
                                           visitor=self.visitor, on_progress=progress, on_job_id=job_id,
-                                          cancel=self._cancel)
+                                          cancel=self._cancel, entry=f"batch-{self.id}")  # one entry in line
             self._keep(item, result)
         except Cancelled as exc:
             item.status, item.task_id = "cancelled", exc.job_id or item.task_id

@@ -130,6 +130,8 @@ def extend(image: str | Path, backend: str, params: dict[str, Any], *, segments:
             if on_segment is not None:
                 on_segment(index, result)
 
+        # Joining is finishing work (every frame in memory, then an encode): it waits in the same line.
+        reading.enter_context(service.finishing_slot({"on_progress": report, "cancel": cancel}, visitor))
         report(None, f"Joining the {segments} segments into one video")
         joined = stitch(clips, smooth=smooth_seams)
         folder = outputs.job_dir(backend)

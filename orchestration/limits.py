@@ -74,6 +74,21 @@ def read_limit(name: str, default: int | None) -> int | None:
                      "(left unset it is the default: a limit on a Space, none elsewhere).")
 
 
+QUEUE_ENV = "LOCAL_QUEUE_PER_VISITOR"
+SPACE_QUEUE = 3  # local jobs one visitor may have waiting on a Space
+
+
+def queue_cap(backend: backends.Backend) -> int | None:
+    """How many jobs one visitor may have waiting in ``backend``'s line (None: no cap).
+    Only work on this machine's own devices is capped (a backend without a key to
+    spend): a hosted provider keeps its own queue. ``LOCAL_QUEUE_PER_VISITOR``: 3 on a
+    Space, no cap elsewhere; ``unlimited`` lifts it. A batch is one entry."""
+    if getattr(backend, "key_env", None):
+        return None
+    default = SPACE_QUEUE if os.environ.get("SPACE_ID", "").strip() else None
+    return read_limit(QUEUE_ENV, default)
+
+
 def from_environment() -> Limits:
     """Read at every job, like the backends' base URLs, so a changed variable applies at once."""
     default = SPACE_DEFAULTS if os.environ.get("SPACE_ID", "").strip() else ELSEWHERE

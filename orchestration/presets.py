@@ -8,6 +8,16 @@ A broken file's error names the file and the field.
 
 Built-ins are part of the app: a broken one raises. A user preset is a stranger's file: a
 broken or colliding one is skipped with one warning, so the page keeps serving.
+
+Where saved presets live (``SHARED_PRESETS``): ``1`` (the default off a Space) keeps them
+in one folder for the whole studio, as on the owner's own machine. ``0`` (the default on a
+Space, where ``SPACE_ID`` is set) keeps them in each visitor's browser: the page holds
+them (``gr.BrowserState``) and hands them to every call here as ``mine``, a list of plain
+preset dicts. Nothing a visitor saves then reaches the server's disk or another visitor,
+and two browsers behind one address are two visitors. Built-ins and the owner's folder
+(``USER_PRESETS_DIR``, when set) stay shared and read-only then. A browser keeps at most
+``BROWSER_MAX`` presets of at most ``BROWSER_FILE_LIMIT`` bytes each; what comes back from
+a browser is checked like an uploaded file every time.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from typing import Any, Collection
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import backends
-from studio.errors import PresetError
+from studio.errors import BadSetting, PresetError
 from studio.request import PARAMETERS, GenerationRequest
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -37,6 +47,11 @@ FILE_LIMIT = 64 * 1024  # a preset is a few hundred bytes; anything near this is
 SECRET_WORDS = ("key", "token", "secret", "password")
 # Local paths, POSIX and Windows: "/x", "~x", "./x", "../x", ".\x", "file:...", "C:\x", "\\server".
 _PATH = re.compile(r"^(?:/|~|\.{1,2}[/\\]|file:|[a-z]:[/\\]|\\\\)", re.IGNORECASE)
+
+SHARED_ENV = "SHARED_PRESETS"
+BROWSER_MAX = 50  # presets one browser may keep
+BROWSER_FILE_LIMIT = 20 * 1024  # bytes of JSON per preset kept in a browser
+Mine = list[dict[str, Any]]  # a browser's own presets, as the page keeps them
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()  # one save or delete at a time, so two saves cannot both pass the name check
@@ -105,6 +120,17 @@ def load_presets(folder: Path = PRESET_DIR) -> dict[str, Preset]:
 # ---- the user folder -------------------------------------------------------------------
 
 
+def shared() -> bool:
+    """True when saved presets go to one folder for the whole studio (see the module)."""
+    raw = os.environ.get(SHARED_ENV, "").strip()
+    if not raw:
+        return not os.environ.get("SPACE_ID", "").strip()
+    if raw in ("0", "1"):
+        return raw == "1"
+    raise BadSetting(f"{SHARED_ENV} must be 0 (saved presets stay in each browser) or 1 (one folder for the "
+                     f"whole studio), got {raw!r}.")
+
+
 def user_presets_dir() -> Path:
     """Where saved presets live: ``USER_PRESETS_DIR``, else a temp folder on a Hugging Face
     Space, else ``~/.svd-studio/presets``. Not created here: only a save creates it."""
@@ -123,7 +149,7 @@ def _key(name: str) -> str:
     return unicodedata.normalize("NFC", name).strip().casefold()
 
 
-def _file_name(name: str) -> str:
+def file_name(name: str) -> str:
     """A file name made only of [a-z0-9-], so it can never leave the folder; the hash keeps
     names that slug alike ("A+B", "A&B") in separate files."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "preset"
@@ -131,12 +157,13 @@ def _file_name(name: str) -> str:
 
 
 def _scan_user(taken: Collection[str]) -> tuple[dict[str, tuple[Preset, Path]], list[str]]:
-    """The valid user presets after the names in ``taken``, and one line per skipped file."""
+    """The valid user presets after the names in ``taken``, and one line per skipped file.
+    With presets kept in browsers, only a folder the owner named (``USER_PRESETS_DIR``)."""
     folder = user_presets_dir()
     found: dict[str, tuple[Preset, Path]] = {}
     skipped: list[str] = []
     names = {_key(n): n for n in taken}
-    if not folder.is_dir():
+    if not folder.is_dir() or (not shared() and not os.environ.get("USER_PRESETS_DIR")):
         return found, skipped
     for path in sorted(folder.glob("*.json")):
         label = f"Preset file {path.name}"
@@ -163,12 +190,42 @@ def _find(table: dict[str, tuple[Preset, Path]], name: str) -> tuple[Preset, Pat
     return next((entry for n, entry in table.items() if _key(n) == _key(name)), None)
 
 
-def load_all() -> dict[str, Preset]:
+def load_all(mine: Mine | None = None) -> dict[str, Preset]:
     """Built-ins (a broken one raises), then saved presets in file-name order (a broken or
-    colliding one is skipped and logged; see ``problems``)."""
+    colliding one is skipped and logged; see ``problems``), then the browser's own."""
     global _problems
     builtin, user, _problems = _catalog()
-    return {name: preset for name, (preset, _) in (builtin | user).items()}
+    found = {name: preset for name, (preset, _) in (builtin | user).items()}
+    return found | _browser(mine, found)
+
+
+def _browser(mine: Mine | None, taken: Collection[str]) -> dict[str, Preset]:
+    """The valid presets a browser sent back, after the names in ``taken``; in shared mode none."""
+    if not mine or shared() or not isinstance(mine, list):
+        return {}
+    names = {_key(n) for n in taken}
+    found: dict[str, Preset] = {}
+    for data in mine[:BROWSER_MAX]:
+        try:
+            if len(json.dumps(data, ensure_ascii=False).encode()) > BROWSER_FILE_LIMIT:
+                continue
+            preset = _validate(data, "A preset kept in this browser")
+        except (PresetError, TypeError, ValueError):
+            continue  # edited in the browser: not one of ours, so not offered
+        if _key(preset.name) not in names:
+            names.add(_key(preset.name))
+            found[preset.name] = preset
+    return found
+
+
+def as_data(preset: Preset) -> dict[str, Any]:
+    """A preset as a browser keeps it (and as its JSON file holds it)."""
+    return preset.model_dump(mode="json", exclude_unset=True)
+
+
+def keep(mine: Mine | None, preset: Preset) -> Mine:
+    """The browser's list with ``preset`` added (``save`` and ``import_file`` checked it)."""
+    return [*(mine or []), as_data(preset)]
 
 
 def problems() -> list[str]:
@@ -181,13 +238,22 @@ def is_user(name: str) -> bool:
     return _find(_catalog()[1], name) is not None
 
 
-def file_for(name: str) -> Path:
-    """The JSON file of a built-in or saved preset, for download."""
+def file_for(name: str, mine: Mine | None = None) -> Path | Preset:
+    """The JSON file of a built-in or saved preset, for download; a browser's own preset
+    has no file on the server, so it comes back as the preset to write one from."""
     builtin, user, _ = _catalog()
     entry = _find(builtin, name) or _find(user, name)
-    if entry is None:
+    if entry is not None:
+        return entry[1]
+    own = next((p for n, p in _browser(mine, {*builtin, *user}).items() if _key(n) == _key(name)), None)
+    if own is None:
         raise PresetError(f"There is no preset named '{name}'.")
-    return entry[1]
+    return own
+
+
+def to_json(preset: Preset) -> str:
+    """The preset's file, as ``save`` writes it."""
+    return json.dumps(as_data(preset), indent=2, ensure_ascii=False) + "\n"
 
 
 def delete(name: str) -> None:
@@ -264,9 +330,11 @@ def _validate(data: Any, label: str) -> Preset:
 # ---- saving ----------------------------------------------------------------------------
 
 
-def save(name: str, values: dict[str, Any], description: str = "") -> Preset:
+def save(name: str, values: dict[str, Any], description: str = "", mine: Mine | None = None) -> Preset:
     """Store the page's controls (by parameter name; None and "" are "not set" and left
-    out) as a preset in the user folder. Raises ``PresetError`` with one sentence."""
+    out) as a preset in the user folder, or, when presets stay in browsers, check it
+    against the browser's own ``mine`` and return it for the page to keep (``keep``).
+    Raises ``PresetError`` with one sentence."""
     problem = _name_problem(name)
     if problem:
         raise PresetError(problem[0].upper() + problem[1:])
@@ -292,18 +360,21 @@ def save(name: str, values: dict[str, Any], description: str = "") -> Preset:
         err = exc.errors()[0]
         raise PresetError(f"{label}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
     _check_request(preset.parameters, label)
-    return _store(preset)
+    return _store(preset, mine)
 
 
-def import_file(path: str | Path) -> Preset:
-    """Add an uploaded preset JSON (the shape of the built-ins) to the user folder, after the
-    same checks as ``save``; messages name the file by its base name only."""
+def import_file(path: str | Path, mine: Mine | None = None) -> Preset:
+    """Add an uploaded preset JSON (the shape of the built-ins) to the user folder (or, with
+    presets in browsers, return it for the page to keep), after the same checks as
+    ``save``; messages name the file by its base name only."""
     path = Path(path)
     label = f"Preset file {path.name}"
-    return _store(_validate(_read_json(path, FILE_LIMIT), label))
+    return _store(_validate(_read_json(path, FILE_LIMIT), label), mine)
 
 
-def _store(preset: Preset) -> Preset:
+def _store(preset: Preset, mine: Mine | None = None) -> Preset:
+    if not shared():
+        return _browser_store(preset, mine)
     with _lock:
         builtin, user, _ = _catalog()
         existing = _find(builtin, preset.name) or _find(user, preset.name)
@@ -316,10 +387,28 @@ def _store(preset: Preset) -> Preset:
     return preset
 
 
+def _browser_store(preset: Preset, mine: Mine | None) -> Preset:
+    """Check a preset a browser is about to keep: its name free, the browser's count and
+    the preset's size within their limits. Nothing is written on the server."""
+    builtin, user, _ = _catalog()
+    taken = {name: p for name, (p, _) in (builtin | user).items()} | _browser(mine, {*builtin, *user})
+    existing = next((n for n in taken if _key(n) == _key(preset.name)), None)
+    if existing:
+        raise PresetError(f"A preset named '{existing}' already exists; pick another name.")
+    if len(mine or []) >= BROWSER_MAX:
+        raise PresetError(f"This browser already keeps {len(mine or [])} presets, the most one browser may keep "
+                          f"({BROWSER_MAX}), so '{preset.name}' was not saved.")
+    size = len(json.dumps(as_data(preset), ensure_ascii=False).encode())
+    if size > BROWSER_FILE_LIMIT:
+        raise PresetError(f"Preset '{preset.name}' takes {size} bytes; a preset kept in a browser may take at most "
+                          f"{BROWSER_FILE_LIMIT} bytes.")
+    return preset
+
+
 def _write(folder: Path, preset: Preset) -> Path:
     """Write atomically: a reader sees the old folder or the whole new file, never half of it."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / _file_name(preset.name)
+    path = folder / file_name(preset.name)
     text = json.dumps(preset.model_dump(mode="json", exclude_unset=True), indent=2, ensure_ascii=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")  # not *.json: never listed
     try:

@@ -8,18 +8,21 @@ the same fields for the same job.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pydantic import ValidationError
 
 import backends
-from backends.base import Job, Result
+from backends.base import Job, Result, Slots
 from studio import images, outputs, recipe, secrets, video
 from orchestration import limits
-from studio.errors import InvalidParameter, StudioError
+from studio.errors import BadSetting, InvalidParameter, StudioError
 from studio.request import PARAMETERS, GenerationRequest
 
 
@@ -68,10 +71,12 @@ def generate(image: str | Path, backend: str, params: dict[str, Any], *, api_key
     chosen.preflight(request)
     picture = images.load_image(image)
     limits.charge(chosen.name, visitor, typed_key=bool((api_key or "").strip()))
-    job = _job(chosen, api_key, hooks)
+    job = _job(chosen, api_key, hooks | {"visitor": visitor})
     try:
+        # Kept first: the upload itself may go while the job waits or runs (studio.uploads).
+        photo = _keep_photo(image, job.workdir)
         result = _keeping_key_private(chosen, job, lambda: chosen.generate(picture, request, job))
-        result.photo = _keep_photo(image, job.workdir)
+        result.photo = photo
         return _finish(chosen, result, started, request)
     finally:
         outputs.release(job.workdir)  # job_dir made it busy; now the sweeper may have it (after a grace)
@@ -118,7 +123,9 @@ def _finish(chosen: backends.Backend, result: Result, started: float, request: G
     if result.job_id:
         used["task_id"] = result.job_id
     used["elapsed_seconds"] = round(time.monotonic() - started, 1)
-    result.used = used
+    # The request's options went to the provider whole; what is shown and kept masks any
+    # URL's query and user-info (a webhook's token) and any key.
+    result.used = used = secrets.redact_deep(used)
     recipe.stamp(result.video, recipe.make(used))  # every video carries how it was made
     return result
 
@@ -164,6 +171,33 @@ def framing(image: str | Path, backend: str, params: dict[str, Any]) -> backends
     return chosen.frame(images.load_image(image), request)
 
 
+FINISH_ENV = "FINISH_CONCURRENCY"
+_finish_lock = threading.Lock()
+_finish_line: Slots | None = None
+
+
+def finish_slots() -> Slots:
+    """The one line for finishing and for joining extended clips (ffmpeg and frames in
+    memory, on this machine's CPU): ``FINISH_CONCURRENCY`` at once (default 1), read once."""
+    global _finish_line
+    with _finish_lock:
+        if _finish_line is None:
+            raw = os.environ.get(FINISH_ENV, "").strip() or "1"
+            if not raw.isdigit() or int(raw) < 1:
+                raise BadSetting(f"{FINISH_ENV} must be a whole number, 1 or more, got {raw!r}.")
+            _finish_line = Slots(int(raw), "a free finishing slot")
+        return _finish_line
+
+
+@contextlib.contextmanager
+def finishing_slot(hooks: dict[str, Any], visitor: str | None = None) -> Iterator[None]:
+    """Wait in the finishing line (telling ``on_progress`` the place; ``cancel`` leaves it)."""
+    job = Job(workdir=Path("."), on_progress=hooks.get("on_progress") or (lambda f, t: None),
+              cancel=hooks.get("cancel") or threading.Event(), visitor=visitor)
+    with finish_slots().hold(job):
+        yield
+
+
 def finish_video(source: str | Path, *, target_fps: float | None = None, loop: str = "none",
                  interpolation: str = "motion", **hooks: Any) -> Result:
     """Finish any video (interpolate, loop) into a new job folder; the source is never
@@ -173,7 +207,9 @@ def finish_video(source: str | Path, *, target_fps: float | None = None, loop: s
 
     folder = outputs.job_dir("finish")
     try:
-        with outputs.hold(source):  # the source may be another job's video: the sweeper leaves it while it is read
+        # One line for the machine's finishing work; the source may be another job's video:
+        # the sweeper leaves it while it is read.
+        with finishing_slot(hooks), outputs.hold(source):
             done = finish.finish(source, folder, target_fps=target_fps, loop=loop, interpolation=interpolation,
                                  on_progress=hooks.get("on_progress") or (lambda f, t: None),
                                  cancel=hooks.get("cancel"))
@@ -187,7 +223,9 @@ def _keeping_key_private(chosen: backends.Backend, job: Job, work: Callable[[], 
     lines, progress, an error (scrubbed before it leaves) and what it reports (``used``,
     ``sent``). A key typed on the page is its visitor's alone: masked here and nowhere
     else, and forgotten when the job ends (``studio.secrets``)."""
-    with secrets.job_secret(job.api_key), chosen.slots.hold(job):
+    # One line per backend, first come first served, for every place that waits (page,
+    # API, sweeps, extends, batches); a visitor's waiting jobs are capped on a Space.
+    with secrets.job_secret(job.api_key), chosen.slots.hold(job, cap=limits.queue_cap(chosen)):
         result = work()
         result.used, result.sent = secrets.redact_deep(result.used), secrets.redact_deep(result.sent)
         return result

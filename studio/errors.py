@@ -88,6 +88,11 @@ class LimitReached(StudioError):
     One sentence: which limit, when it frees up, and that pasting one's own key lifts it."""
 
 
+class QueueFull(LimitReached):
+    """One visitor already has as many jobs waiting in a line as a visitor may
+    (``LOCAL_QUEUE_PER_VISITOR``, ``FINISH_CONCURRENCY``'s line): one sentence naming it."""
+
+
 class VideoTooLarge(GenerationFailed):
     """A provider's video is over ``MAX_VIDEO_MB``: the download was stopped and nothing kept.
     A class of its own so that the other links to the same video are not tried as well."""

@@ -19,6 +19,14 @@ Python:
 
 Progress comes from ffmpeg's ``-progress`` output; a cancel kills ffmpeg at once. Bad
 files are refused with one sentence that names the file, never its folder.
+
+Bounded, for a public page: a source larger than ``FINISH_MAX_PIXELS`` a frame (default
+1920x1080) and a source or a result longer than ``FINISH_MAX_FRAMES`` (default 600) are
+refused before ffmpeg starts, naming the setting. A ping-pong's ``reverse`` holds the
+whole way back in memory: at most half the output's frames, so at most 300 frames of at
+most 1920x1080 (yuv420p, about 0.9 GB) with the defaults; ``bench.finishing --pingpong``
+measures it. How many finish at once is ``orchestration.service``'s line
+(``FINISH_CONCURRENCY``).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from studio import recipe
-from studio.errors import BadVideo, Cancelled, GenerationFailed, InvalidParameter, NotARecipe, TimedOut
+from studio.errors import BadSetting, BadVideo, Cancelled, GenerationFailed, InvalidParameter, NotARecipe, TimedOut
 from studio.video import ffmpeg
 
 ProgressFn = Callable[[float | None, str], None]
@@ -44,7 +52,8 @@ ProgressFn = Callable[[float | None, str], None]
 LOOPS = ("none", "pingpong", "crossfade")
 MIN_FPS, MAX_FPS = 12, 60
 OFFERED_FPS = (24, 30, 12, 48, 60)  # what the page offers, the usual choices first
-MAX_FRAMES = 600  # 20 s at 30 fps, far beyond SVD's 25; a ping-pong holds them all (1024x576: 530 MB)
+MAX_FRAMES = 600  # FINISH_MAX_FRAMES's default: 20 s at 30 fps, far beyond SVD's 25
+MAX_PIXELS = (1920, 1080)  # FINISH_MAX_PIXELS's default
 MIN_CROSSFADE_FRAMES = 4  # k = n / 4 must leave at least one frame that is not faded
 BACKEND = "finishing"  # how InvalidParameter names us: "target_fps must be 12-60 for finishing, got 99"
 STALL_SECONDS = 300.0  # ffmpeg silent this long is stuck, not slow: one frame never takes minutes
@@ -105,6 +114,44 @@ class Finished:
 
     video: Path
     info: dict
+
+
+# ---------------------------------------------------------------- the caps
+
+
+def max_frames() -> int:
+    """``FINISH_MAX_FRAMES``: the most frames a source may have and a result may get."""
+    raw = os.environ.get("FINISH_MAX_FRAMES", "").strip()
+    if not raw:
+        return MAX_FRAMES
+    if not raw.isdigit() or int(raw) < 2:
+        raise BadSetting(f"FINISH_MAX_FRAMES must be a whole number, 2 or more, got {raw!r}.")
+    return int(raw)
+
+
+def max_pixels() -> tuple[int, str]:
+    """``FINISH_MAX_PIXELS`` as (pixels a frame, how to say it): ``1920x1080`` or a number."""
+    raw = os.environ.get("FINISH_MAX_PIXELS", "").strip().lower() or "x".join(map(str, MAX_PIXELS))
+    found = re.fullmatch(r"(\d+)x(\d+)", raw)
+    if found and int(found[1]) > 0 and int(found[2]) > 0:
+        return int(found[1]) * int(found[2]), raw
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw), raw
+    raise BadSetting(f"FINISH_MAX_PIXELS must be a size such as 1920x1080, or a number of pixels, got {raw!r}.")
+
+
+def _check_size(name: str, width: int, height: int) -> None:
+    pixels, said = max_pixels()
+    if width * height > pixels:
+        raise BadVideo(f"{name} is {width}x{height}; finishing takes at most {said} "
+                       f"({pixels:,} pixels a frame, FINISH_MAX_PIXELS).")
+
+
+def _check_output(name: str, count: int) -> None:
+    limit = max_frames()
+    if count > limit:
+        raise BadVideo(f"Finishing {name} this way would make {count} frames; finishing makes at most {limit} "
+                       "(FINISH_MAX_FRAMES): ask for a lower frame rate or another loop.")
 
 
 # ---------------------------------------------------------------- running ffmpeg
@@ -196,9 +243,10 @@ def _stream(log: str) -> tuple[Fraction, int, int] | None:
 
 
 def _inspect(path: Path, cancel: threading.Event | None = None) -> tuple[int, Fraction, int, int]:
-    """Decode the whole first video stream (at most MAX_FRAMES + 1 frames): a cut-off or
+    """Decode the whole first video stream (at most FINISH_MAX_FRAMES + 1 frames): a cut-off or
     corrupt file shows up as decoding errors, which the file's header alone would hide."""
     name = path.name
+    limit = max_frames()
     try:
         with path.open("rb") as f:
             head = f.read(12)
@@ -209,7 +257,7 @@ def _inspect(path: Path, cancel: threading.Event | None = None) -> tuple[int, Fr
     # "level" prefixes each log line with its severity, so errors can be told from chatter.
     # "passthrough" counts the frames decoded, not those a constant rate would duplicate or drop.
     code, log, frames = _run(["-loglevel", "level+info", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-                              "-frames:v", str(MAX_FRAMES + 1), "-f", "null", "-"], cancel=cancel, stall=CHECK_SECONDS)
+                              "-frames:v", str(limit + 1), "-f", "null", "-"], cancel=cancel, stall=CHECK_SECONDS)
     stream = _stream(log)
     looks_like_video = head[:4] == b"\x1a\x45\xdf\xa3" or head[4:8] in _VIDEO_MAGIC
     if stream is None:  # ffmpeg could not open it as a video: a cut-off MP4 that lost its index lands here too
@@ -220,10 +268,10 @@ def _inspect(path: Path, cancel: threading.Event | None = None) -> tuple[int, Fr
               if not line.startswith("[null @")]
     if code != 0 or errors:
         raise _refuse(name, "damaged")
-    if frames > MAX_FRAMES:  # decoding stopped early; counting packets gives the real number quickly
+    if frames > limit:  # decoding stopped early; counting packets gives the real number quickly
         _, _, frames = _run(["-loglevel", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
                             cancel=cancel, stall=CHECK_SECONDS)
-        raise BadVideo(f"{name} has {frames} frames; finishing takes at most {MAX_FRAMES}.")
+        raise BadVideo(f"{name} has {frames} frames; finishing takes at most {limit} (FINISH_MAX_FRAMES).")
     if frames < 2:
         raise BadVideo(f"{name} has {frames} frame{'' if frames == 1 else 's'}; finishing needs at least 2.")
     fps, width, height = stream
@@ -325,12 +373,14 @@ def finish(source: str | Path, workdir: Path, *, target_fps: float | None = None
     target = _validate(target_fps, loop, interpolation)
     name = source.name
     on_progress(None, f"Checking {name}")
-    n, fps, _, _ = _inspect(source, cancel)
+    n, fps, width, height = _inspect(source, cancel)
+    _check_size(name, width, height)
     if loop == "crossfade" and n < MIN_CROSSFADE_FRAMES:
         raise BadVideo(f"{name} has {n} frames; a crossfade loop needs at least {MIN_CROSSFADE_FRAMES}.")
     if target == fps:
         target = None  # nothing to interpolate: the clip keeps its rate
     graph, count, out_fps = _graph(n, fps, loop, target, METHODS[interpolation])
+    _check_output(name, count)  # before ffmpeg: also what bounds a ping-pong's reverse
 
     workdir.mkdir(parents=True, exist_ok=True)
     out, partial = workdir / "finished.mp4", workdir / "finished.partial.mp4"

@@ -18,6 +18,13 @@ take hold of a segment's folder the moment ``generate`` gives it back. An API ca
 none of that (Gradio copies the answer's file into its own cache as it answers), so its
 jobs are released ``kept_briefly``: a burst of API jobs stays within the cap.
 
+A job folder's name ends in 128 random bits (``<UTC time>-<n>-<backend>-<32 hex>``): the
+folder is served to no one (``ui.gates`` refuses every file under it; pages get Gradio's
+copies, named by a keyed hash of their content), and its name is the only handle a
+browser keeps (``ref``). A stranger can neither guess it nor list it. ``from_ref`` turns a
+handle that came back from a browser into a path only when it names a file inside such
+a folder; a path never counts.
+
 Busy marks live in this process, so one studio process uses one ``OUTPUT_DIR`` (as a
 Space does). Only folders named like job folders, directly in the output folder, are
 ever removed, and symlinks are neither followed nor counted. The grey "file removed"
@@ -35,6 +42,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -55,7 +63,10 @@ GRACE_S = 30.0  # a released folder is kept this long: the page makes its poster
 BRIEF_GRACE_S = 5.0  # for API jobs: Gradio copies the answer's file as soon as the handler returns
 DEFAULT_MAX_AGE_MINUTES = 240.0
 DEFAULT_MAX_MB = 4096.0
-_JOB_NAME = re.compile(r"^\d{8}-\d{6}-\d{4,}-[A-Za-z0-9_.-]+$")  # what job_dir makes; nothing else is swept
+_JOB_NAME = re.compile(r"^\d{8}-\d{6}-\d{4,}-[A-Za-z0-9_.-]+$")  # what job_dir makes (and made); nothing else is swept
+_SECRET_NAME = re.compile(r"^\d{8}-\d{6}-\d{4,}-[A-Za-z0-9_.-]+-[0-9a-f]{32}$")  # the only folders a handle may name
+_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .()+-]*$")  # a file name inside it: no separators, no "..", no dotfile
+TOKEN_BYTES = 16  # 128 random bits in every job folder's name
 _REMOVING = ".removing-"  # a job folder renamed on its way out; a sweep that died half-way is finished later
 
 _lock = threading.RLock()  # guards the state below; held only briefly, never while deleting
@@ -153,7 +164,9 @@ def job_dir(backend: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)  # someone may have removed it while we ran
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", backend) or "job"
     while True:
-        path = root / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{next(_counter):04d}-{name}"  # UTC: no DST
+        # UTC (no DST), so a listing sorts by time; the random tail makes the name unguessable.
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{next(_counter):04d}"
+        path = root / f"{stamp}-{name}-{secrets.token_hex(TOKEN_BYTES)}"
         with _lock:  # made and marked busy at once, so no sweep ever sees it free
             try:
                 path.mkdir()
@@ -218,6 +231,38 @@ def is_output(path: str | Path) -> bool:
         return False
 
 
+def ref(path: str | Path | None) -> str | None:
+    """The handle a browser may keep for one of our files: ``<job folder>/<file>``, no
+    server path in it. None for anything that is not a file in a job folder."""
+    if path is None:
+        return None
+    key = _job_key(path)
+    if key is None or not _SECRET_NAME.match(key.name):
+        return None
+    inside = Path(path).resolve().relative_to(key)
+    return "/".join((key.name, *inside.parts)) if inside.parts else None
+
+
+def from_ref(handle: object) -> Path | None:
+    """The file a handle from ``ref`` names, if it is still there; None for anything else.
+
+    A handle comes back from a browser, so it is read as untrusted text: a job folder's
+    full (secret) name, then plain file names; no absolute path, no "..", no link that
+    leads out of the folder."""
+    if not isinstance(handle, str) or len(handle) > 400:
+        return None
+    parts = handle.split("/")
+    if len(parts) < 2 or not _SECRET_NAME.match(parts[0]) or not all(_PLAIN.match(p) for p in parts[1:]):
+        return None
+    folder = run_dir() / parts[0]
+    path = folder.joinpath(*parts[1:])
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return path if real.is_relative_to(folder.resolve()) and real.is_file() else None
+
+
 def _job_key(path: str | Path) -> Path | None:
     """The job folder that holds ``path``, as ``job_dir`` named it; None outside the output folder.
     ``resolve`` follows links, so a link pointing elsewhere is not ours."""
@@ -245,10 +290,13 @@ def start_sweeper() -> None:
 
 
 def _sweep_forever() -> None:
+    from studio import uploads  # it reads its setting through this module
+
     while True:
         time.sleep(SWEEP_EVERY_S)
         try:
             sweep()
+            uploads.sweep()  # uploads no job used, past UPLOAD_MAX_AGE_MINUTES
         except Exception:  # a bad setting or a disk error: say so, and try again next time
             log.exception("The output sweep failed; trying again in %.0f s", SWEEP_EVERY_S)
 

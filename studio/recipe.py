@@ -9,7 +9,9 @@ re-encode: the frames stay bit-identical and stamping takes milliseconds. MP4/MO
 GIFs carry the same text in a Comment Extension right after the global colour table.
 
 Nothing that looks like a credential goes in: names containing key/token/secret/password
-are dropped at any depth and every string passes through ``secrets.redact``.
+are dropped at any depth and every string passes through ``secrets.redact`` (which also
+masks a URL's query and user-info). A URL masked so is not restored: it would send the
+provider a useless address, so the person enters it again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from PIL import Image, ImageSequence
 
 from studio.errors import GenerationFailed, NotARecipe
-from studio.secrets import redact
+from studio.secrets import is_masked, redact
 from studio.video import ffmpeg
 
 MARK = "SVD Studio"
@@ -216,5 +218,6 @@ def settings(recipe: dict) -> tuple[str | None, dict]:
     """(backend, values a page can restore): bookkeeping and lists/dicts such as ``segments``
     stay behind, and so does None, which restores nothing."""
     backend = recipe.get("backend")
-    values = {k: v for k, v in recipe.items() if k not in NOT_RESTORED and isinstance(v, (str, int, float, bool))}
+    values = {k: v for k, v in recipe.items()
+              if k not in NOT_RESTORED and isinstance(v, (str, int, float, bool)) and not is_masked(v)}
     return (backend if isinstance(backend, str) else None), values

@@ -16,12 +16,19 @@ job's key. An error is scrubbed as it leaves its job: it becomes a page message 
 the event loop, where the job's keys are no longer known. Backends already keep keys out
 of their messages (``backends.http.redact``); this is the second line of defence, for a
 provider that echoes the key back, say.
+
+A URL can carry a secret too: a webhook's ``?token=…``, a signed download link, a user
+name and password before the host. ``redact`` therefore also masks the query string,
+fragment and user-info of every URL it sees (``https://example.org/hook?…``), so answers,
+logs, histories and recipes never hold them, whichever option the URL came in. The
+provider still gets the full URL: only what is shown or kept is masked.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +38,8 @@ from typing import Any
 from studio.errors import StudioError
 
 MASK = "***"
+HIDDEN = "…"  # stands for a URL's query, fragment or user-info
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s\"'<>`]+")
 MIN_LENGTH = 4  # shorter "keys" are not keys, and masking them would garble every message
 
 _lock = threading.Lock()
@@ -58,7 +67,37 @@ def redact(text: str) -> str:
         secrets = _known | _job_keys.get()
     for secret in sorted(secrets, key=len, reverse=True):  # longest first: one key may contain another
         text = text.replace(secret, MASK)
-    return text
+    return mask_urls(text)
+
+
+def mask_url(url: str) -> str:
+    """``url`` without what may be a secret: its query and fragment become ``?…`` and
+    ``#…``, a user name and password ``…@``; scheme, host, port and path stay."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    place, tail = rest[:cut], rest[cut:]
+    slash = place.find("/")
+    authority, path = (place, "") if slash < 0 else (place[:slash], place[slash:])
+    if "@" in authority:
+        authority = f"{HIDDEN}@{authority.rpartition('@')[2]}"
+    masked = f"{scheme}://{authority}{path}"
+    if "?" in tail.partition("#")[0] or tail.startswith("?"):
+        masked += f"?{HIDDEN}"
+    if "#" in tail:
+        masked += f"#{HIDDEN}"
+    return masked
+
+
+def mask_urls(text: str) -> str:
+    """Every URL in ``text`` passed through ``mask_url``."""
+    return _URL.sub(lambda found: mask_url(found.group(0)), text) if "://" in text else text
+
+
+def is_masked(value: object) -> bool:
+    """A URL that ``mask_url`` cut (restoring it would send the provider a useless URL)."""
+    return isinstance(value, str) and "://" in value and HIDDEN in value and mask_url(value) == value
 
 
 def redact_deep(value: Any) -> Any:

@@ -87,7 +87,7 @@ def test_two_jobs_run_side_by_side_and_a_third_is_told_its_place(two_devices):
                 max(t for t, j, text in events if j == i and text.startswith("Denoising"))) for i in range(3)}
     assert span[1][0] < span[0][1] and span[0][0] < span[1][1], "the first two jobs did not overlap"
     third_texts = [text for _, i, text in events if i == 2]
-    waited = third_texts.index("Waiting for a free device (2 in use): 1 job(s) in line")
+    waited = third_texts.index("Waiting for a free device: you are 1st in line, 2 running")
     assert waited < next(n for n, text in enumerate(third_texts) if text.startswith("Denoising"))
     # One pipeline per device, loaded once each; the three jobs ran on those two.
     assert len(two_devices["loaded"]) == 2 and two_devices["loaded"][0] is not two_devices["loaded"][1]

@@ -132,9 +132,27 @@ def test_progress_is_real_and_reaches_the_end(interpolated):
         assert reports[-1][1] == "Finished: 51 frames at 24 fps"
         texts = [t for f, t in reports if f is not None and 0 < f < 1]
         # Motion takes a second or more here, so ffmpeg reports (every 0.2 s) on its way;
-        # blend may be done before its first report.
+        # blend may be done before its first report on this short clip: the next test gives it a long one.
         assert texts or method == "blend", f"{method}: no report between the start and the end"
         assert all(t.startswith(f"Interpolating to 24 fps ({method}): ") and t.endswith("%") for t in texts)
+
+
+def test_blend_reports_its_progress_on_the_way_too(tmp_path):
+    """A clip long enough that encoding its 480 frames takes many of ffmpeg's 0.2 s report
+    periods, however fast the machine: blend must report between the start and the end."""
+    source = tmp_path / "long.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=1024x576:rate=8", "-frames:v", "160", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", "-y", str(source)], check=True)
+    reports: list[tuple[float | None, str]] = []
+    done = finish.finish(source, tmp_path / "out", target_fps=24, interpolation="blend",
+                         on_progress=lambda f, t: reports.append((f, t)))
+    assert done.info["output_frames"] == 480
+    between = [(f, t) for f, t in reports if f is not None and 0 < f < 1]
+    assert between, "blend: no report between the start and the end"
+    assert all(t == f"Interpolating to 24 fps (blend): {f:.0%}" for f, t in between)
+    fractions = [f for f, _ in between]
+    assert fractions == sorted(fractions) and reports[-1] == (1.0, "Finished: 480 frames at 24 fps")
 
 
 # ---------------------------------------------------------------- loops
@@ -279,7 +297,34 @@ def test_bad_files_are_refused_with_one_sentence(tmp_path):
 def test_too_long_a_video_is_refused_with_its_length(tmp_path):
     frames = [np.full((32, 32, 3), i % 256, np.uint8) for i in range(900)]
     video.write_mp4(frames, tmp_path / "long.mp4", 30)
-    assert _refusal(tmp_path / "long.mp4") == "long.mp4 has 900 frames; finishing takes at most 600."
+    assert _refusal(tmp_path / "long.mp4") == (
+        "long.mp4 has 900 frames; finishing takes at most 600 (FINISH_MAX_FRAMES).")
+
+
+def test_a_frame_larger_than_the_cap_is_refused_naming_it(tmp_path, monkeypatch):
+    frames = [np.full((48, 64, 3), i * 20, np.uint8) for i in range(4)]
+    video.write_mp4(frames, tmp_path / "wide.mp4", 8)
+    monkeypatch.setenv("FINISH_MAX_PIXELS", "32x32")
+    with pytest.raises(BadVideo) as info:
+        finish.finish(tmp_path / "wide.mp4", tmp_path / "out", loop="pingpong")
+    assert str(info.value) == (
+        "wide.mp4 is 64x48; finishing takes at most 32x32 (1,024 pixels a frame, FINISH_MAX_PIXELS).")
+    assert not (tmp_path / "out").exists()  # refused before ffmpeg wrote anything
+    monkeypatch.setenv("FINISH_MAX_PIXELS", "3072")  # a number of pixels works too: 64x48 fits exactly
+    assert finish.finish(tmp_path / "wide.mp4", tmp_path / "out").info["output_frames"] == 4
+
+
+def test_a_result_longer_than_the_cap_is_refused_before_ffmpeg_starts(tmp_path, monkeypatch):
+    frames = [np.full((32, 32, 3), i * 20, np.uint8) for i in range(10)]
+    video.write_mp4(frames, tmp_path / "short.mp4", 8)
+    monkeypatch.setenv("FINISH_MAX_FRAMES", "40")
+    with pytest.raises(BadVideo) as info:  # 10 frames at 8 fps to 60 fps: 75 frames
+        finish.finish(tmp_path / "short.mp4", tmp_path / "out", target_fps=60)
+    assert str(info.value) == ("Finishing short.mp4 this way would make 75 frames; finishing makes at most 40 "
+                               "(FINISH_MAX_FRAMES): ask for a lower frame rate or another loop.")
+    with pytest.raises(BadVideo):  # a ping-pong of 10 is 18: fine; to 60 fps it is 135
+        finish.finish(tmp_path / "short.mp4", tmp_path / "out", target_fps=60, loop="pingpong")
+    assert finish.finish(tmp_path / "short.mp4", tmp_path / "out", loop="pingpong").info["output_frames"] == 18
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

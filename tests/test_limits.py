@@ -176,7 +176,7 @@ def test_a_visitor_is_the_address_our_proxy_saw_then_the_client_then_the_session
     # A made-up address sent by the client sits to the left of what the proxy saw: ignored.
     assert visitor(req("198.51.100.99, 203.0.113.7", "10.16.3.80")) == "203.0.113.7"
     assert visitor(req("1.2.3.4, 5.6.7.8, 203.0.113.7, 172.17.0.5", "127.0.0.1")) == "203.0.113.7"
-    assert visitor(req("2001:db8::7, fd00::1", "::1")) == "2001:db8::7"
+    assert visitor(req("2001:db8::7, fd00::1", "::1")) == "2001:db8::/64"  # IPv6: its /64
     assert visitor(req("192.168.1.20, 10.0.0.1", "10.0.0.1")) == "192.168.1.20"  # all on a LAN: the first
     # A connection from a public address had no proxy of ours in between: its header is not believed.
     assert visitor(req("203.0.113.7", "198.51.100.4")) == "198.51.100.4"
@@ -188,6 +188,21 @@ def test_a_visitor_is_the_address_our_proxy_saw_then_the_client_then_the_session
                          client={"host": "10.0.0.2", "port": 1})
     assert visitor(request) == "203.0.113.9"
     assert visitor(gr.Request(session_hash="s3", headers={}, client={"host": None, "port": None})) == "session s3"
+
+
+def test_an_ipv6_visitor_is_their_64_and_every_forwarded_line_counts():
+    from starlette.datastructures import Headers
+
+    # Any address in one /64 is one visitor, however the client picks it; the next /64 is another.
+    assert visitor(req(None, "2001:db8:1:2::7")) == visitor(req(None, "2001:db8:1:2:ffff:1:2:3")) == "2001:db8:1:2::/64"
+    assert visitor(req("2001:db8:1:2:aaaa::1, fd00::1", "::1")) == "2001:db8:1:2::/64"
+    assert visitor(req(None, "2001:db8:1:3::7")) == "2001:db8:1:3::/64"
+    assert visitor(req(None, "::ffff:203.0.113.7")) == "203.0.113.7"  # an IPv4 visitor in IPv6 dress
+    assert visitor(req(None, "203.0.113.7")) == "203.0.113.7"  # IPv4 stays one address
+    # A proxy that adds its own header line: the client's made-up line comes first and is ignored.
+    lines = Headers(raw=[(b"x-forwarded-for", b"198.51.100.99"), (b"x-forwarded-for", b"203.0.113.7")])
+    assert visitor(SimpleNamespace(headers=lines, client=SimpleNamespace(host="10.0.0.1"), session_hash="s")) == (
+        "203.0.113.7")
 
 
 # --- through the launched app -----------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -162,8 +163,18 @@ def test_job_folders_are_unique_and_sort_by_time(root):
     for f in made:
         outputs.release(f)
     odd = outputs.job_dir("a/../b")
-    assert odd.parent == root and odd.name.endswith("-a_.._b")  # one name part, whatever the backend says
+    # One name part, whatever the backend says, and 128 random bits nobody can guess.
+    assert odd.parent == root and re.fullmatch(r"\d{8}-\d{6}-\d{4,}-a_\.\._b-[0-9a-f]{32}", odd.name)
     outputs.release(odd)
+
+
+def test_the_sweeper_still_finds_and_ages_the_unguessable_folders(root, monkeypatch):
+    folder = outputs.job_dir("local")
+    (folder / "video.mp4").write_bytes(os.urandom(10 * KB))
+    outputs.release(folder)
+    monkeypatch.setenv("OUTPUT_MAX_AGE_MINUTES", "1")
+    assert outputs.sweep(now=time.time() + 30).removed == ()  # young, and just released
+    assert outputs.sweep(now=time.time() + 120).removed == (folder.name,) and not folder.exists()
 
 
 def test_concurrent_jobs_are_never_swept_while_busy(root, monkeypatch):

@@ -393,3 +393,85 @@ def test_elsewhere_the_folder_is_under_home(tmp_path, monkeypatch):
     assert presets.user_presets_dir() == tmp_path / ".svd-studio" / "presets"
     assert list(presets.load_all()) == BUILTIN_NAMES
     assert not (tmp_path / ".svd-studio").exists()
+
+
+# ---- presets kept per browser (a public Space, or SHARED_PRESETS=0) -------------------------
+
+
+@pytest.fixture
+def per_browser(folder, monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/svd-studio")
+    monkeypatch.delenv("SHARED_PRESETS", raising=False)
+    return folder
+
+
+@pytest.mark.parametrize("space, value, shared", [
+    (False, None, True), (True, None, False), (True, "1", True), (False, "0", False)])
+def test_shared_presets_default_to_off_on_a_space_only(monkeypatch, space, value, shared):
+    if space:
+        monkeypatch.setenv("SPACE_ID", "someone/svd-studio")
+    else:
+        monkeypatch.delenv("SPACE_ID", raising=False)
+    if value is None:
+        monkeypatch.delenv("SHARED_PRESETS", raising=False)
+    else:
+        monkeypatch.setenv("SHARED_PRESETS", value)
+    assert presets.shared() is shared
+
+
+def test_a_bad_shared_presets_value_is_named(monkeypatch):
+    from studio.errors import BadSetting
+
+    monkeypatch.setenv("SHARED_PRESETS", "yes")
+    with pytest.raises(BadSetting) as info:
+        presets.shared()
+    assert str(info.value) == ("SHARED_PRESETS must be 0 (saved presets stay in each browser) or 1 (one folder for "
+                               "the whole studio), got 'yes'.")
+
+
+def test_a_browser_keeps_its_own_presets_and_the_server_keeps_none(per_browser, tmp_path):
+    saved = presets.save("Mine", {"motion_bucket_id": 30, "webhook": "https://example.org/hook?token=t"})
+    mine = presets.keep([], saved)
+    assert not per_browser.exists()  # nothing written on the server
+    assert presets.load_all(mine)["Mine"].values()["motion_bucket_id"] == 30
+    assert "Mine" not in presets.load_all([])  # another browser
+    assert refused(presets.save, "mine", {"motion_bucket_id": 1}, "", mine).startswith(
+        "A preset named 'Mine' already exists")
+    assert refused(presets.save, "Balanced", {"motion_bucket_id": 1}, "", mine).startswith(
+        "A preset named 'Balanced' already exists")
+    added = presets.import_file(upload(tmp_path, {**GOOD, "name": "Theirs"}), mine)
+    assert set(presets.load_all(presets.keep(mine, added))) >= {"Mine", "Theirs"}
+    assert isinstance(presets.file_for("Mine", mine), presets.Preset)
+    assert json.loads(presets.to_json(presets.file_for("Mine", mine)))["name"] == "Mine"
+
+
+def test_the_owners_folder_stays_shared_and_read_only(per_browser):
+    per_browser.mkdir()
+    (per_browser / "owner.json").write_text(json.dumps({**GOOD, "name": "Owner's"}))
+    assert "Owner's" in presets.load_all([])
+    presets.save("Visitor's", {"motion_bucket_id": 5})
+    assert [p.name for p in per_browser.iterdir()] == ["owner.json"]
+
+
+def test_a_browser_keeps_at_most_50_presets_of_20_kb(per_browser, monkeypatch):
+    mine = [presets.as_data(presets.save(f"P{i}", {"motion_bucket_id": i + 1})) for i in range(50)]
+    assert len(presets.load_all(mine)) == len(presets.load_presets()) + 50
+    assert refused(presets.save, "One more", {"motion_bucket_id": 1}, "", mine) == (
+        "This browser already keeps 50 presets, the most one browser may keep (50), so 'One more' was not saved.")
+    assert len(presets.load_all([*mine, presets.as_data(presets.save("Extra", {"fps": 7}))])) == len(
+        presets.load_presets()) + 50  # one pushed in by hand past the limit is not offered
+    # No preset the fields allow comes near 20 KB today, so the limit is shown with a smaller one.
+    monkeypatch.setattr(presets, "BROWSER_FILE_LIMIT", 200)
+    size = len(json.dumps(presets.as_data(presets.Preset(
+        name="Long", description="d" * 150, parameters={"motion_bucket_id": 1})), ensure_ascii=False).encode())
+    assert refused(presets.save, "Long", {"motion_bucket_id": 1}, "d" * 150, []) == (
+        f"Preset 'Long' takes {size} bytes; a preset kept in a browser may take at most 200 bytes.")
+
+
+def test_an_edited_browser_preset_is_never_offered(per_browser):
+    good = presets.as_data(presets.save("Good", {"motion_bucket_id": 3}))
+    edited = [good, {**GOOD, "name": "Path", "parameters": {"options": {"webhook": "/etc/passwd"}}},
+              {**GOOD, "name": "Keyed", "parameters": {"api_key": "sk"}}, "not a preset",
+              {**GOOD, "name": "Huge", "description": "x" * 21000}]
+    offered = presets.load_all(edited)
+    assert "Good" in offered and not {"Path", "Keyed", "Huge"} & set(offered)

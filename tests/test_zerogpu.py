@@ -117,6 +117,17 @@ def test_an_illegal_duration_becomes_one_sentence(spaces, monkeypatch, photo, lo
     )
 
 
+def test_a_call_stopped_for_running_too_long_becomes_one_sentence(spaces, monkeypatch, photo, loads):
+    monkeypatch.delenv("LOCAL_SVD_MODEL", raising=False)
+    spaces.refuse_next(spaces.task_aborted())
+    with pytest.raises(BackendError) as info:
+        run(LocalBackend(), photo, FULL)
+    assert str(info.value) == (
+        f"ZeroGPU stopped this video because it ran past the {spaces.asked[-1]} s of GPU time it asked for (the GPU "
+        "was slower than expected, or busy). Try again, lower the size, frames or steps, or pick a hosted backend."
+    )
+
+
 def test_fast_mode_is_refused_on_zerogpu(spaces, tiny_model, photo):
     with pytest.raises(InvalidParameter) as info:
         run(LocalBackend(), photo, {**SMALL, "fast_mode": True})
@@ -201,3 +212,23 @@ def test_off_zerogpu_nothing_changes(monkeypatch, tiny_model, photo, loads):
     result = run(backend, photo, SMALL)
     assert video.probe(result.video) == (4, 128, 64)
     assert "spaces" not in sys.modules
+
+
+def test_a_model_that_ran_asks_from_its_measured_step_time(spaces, tiny_model, photo, monkeypatch):
+    """After one call, the steps' own timing (reported by the worker) sets the model's rate:
+    on this CPU the tiny model runs far below the 60 TFLOP/s assumed for the GPU slice,
+    so the same request then asks for more time."""
+    monkeypatch.setattr(zerogpu, "_measured", {})
+    backend = LocalBackend()
+    request = backend.resolve(service.build_request(SMALL, backend))
+    from backends import estimate
+
+    work = estimate.work(str(tiny_model), estimate.Run.of(request))
+    before = zerogpu.seconds_needed(work, str(tiny_model))
+    run(backend, photo, SMALL)
+    measured = zerogpu.rate(str(tiny_model))
+    assert measured < zerogpu.TFLOPS / 100  # a CPU, not a GPU slice
+    assert zerogpu.seconds_needed(work, str(tiny_model)) > before
+    assert zerogpu.rate("another/model") == zerogpu.TFLOPS  # only the model that ran is calibrated
+    run(backend, photo, SMALL)
+    assert spaces.asked[1] >= spaces.asked[0]

@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+from pathlib import Path
 from typing import Any, Optional
 
 import gradio as gr
 from gradio.data_classes import FileData
+from gradio.processing_utils import save_file_to_cache
+from gradio.utils import get_upload_folder
 
 import backends
 from backends.base import Flag, Limit, Range, Result
@@ -64,6 +67,13 @@ async def _run(runner: Runner, task: Task, request: gr.Request) -> Result:
     need(result is not None, "The client went away; the job was stopped.")
     assert result is not None
     return result
+
+
+def served(path: str | Path) -> FileData:
+    """An answer's file as Gradio's cache copy (named by a keyed hash of its content): the
+    output folder itself is never served (``ui.gates``), and Gradio copies only the files
+    it finds in an answer's components, not those inside a list (``/sweep``)."""
+    return FileData(path=save_file_to_cache(path, get_upload_folder()))
 
 
 def _path(file: Any, name: str, what: str) -> str:
@@ -131,7 +141,7 @@ def generate_endpoint(runner: Runner, default_backend: str) -> Any:
         backend = values.pop("backend")
         task = functools.partial(service.generate, image, backend, values, api_key=api_key, visitor=visitor(request))
         result = await _run(runner, task, request)
-        return FileData(path=str(result.video)), result.used
+        return served(result.video), result.used
 
     return _endpoint(
         "generate", "Turn a still image into a short video with Stable Video Diffusion. Every parameter left empty "
@@ -165,7 +175,7 @@ def sweep_endpoint(runner: Runner, default_backend: str) -> Any:
         with outputs.kept_briefly():  # as in _run
             async for i, item in runner.run_many(tasks, session, lanes, alive=client_alive(request)):
                 if isinstance(item, Result):
-                    videos[i], used[i] = FileData(path=str(item.video)), item.used
+                    videos[i], used[i] = served(item.video), item.used
                 elif isinstance(item, Exception):
                     failures.append(item)
                     used[i] = {"backend": backend, parameter: cells[i].params[parameter],
@@ -204,7 +214,7 @@ def finish_endpoint(runner: Runner) -> Any:
             task = functools.partial(service.finish_video, source, target_fps=target_fps, loop=loop,
                                      interpolation=interpolation)
             result = await _run(runner, task, request)
-            return FileData(path=str(result.video)), result.used.get("finish", {})
+            return served(result.video), result.used.get("finish", {})
 
     return finish
 
@@ -224,7 +234,7 @@ def extend_endpoint(runner: Runner, default_backend: str) -> Any:
         task = functools.partial(extend.extend, image, backend, values, segments=segments,
                                  same_seed=bool(same_seed), api_key=api_key, visitor=visitor(request))
         result = await _run(runner, task, request)
-        return FileData(path=str(result.video)), result.used["segments"]
+        return served(result.video), result.used["segments"]
 
     return _endpoint(
         "extend", "Make a longer video: several clips chained from each one's last frame on one backend with the "
@@ -263,7 +273,7 @@ def batch_endpoint(default_backend: str, manager: batch.BatchManager | None = No
                 if not alive():  # the client went away: as with any job, its batch stops
                     made.cancel()
         need(made.zip_path, "The batch stopped before its ZIP was written.")
-        return FileData(path=str(made.zip_path)), made.summary()
+        return served(made.zip_path), made.summary()
 
     return _endpoint(
         "batch", "Make one video from each of many photos with the same settings (or two, A and B, with "
@@ -293,7 +303,7 @@ def resume_endpoint(runner: Runner) -> Any:
         with page_errors():
             result = await _run(runner, functools.partial(service.resume, task_id, backend, api_key=api_key),
                                 request)
-            return FileData(path=str(result.video)), result.used
+            return served(result.video), result.used
 
     return resume
 

@@ -1,8 +1,10 @@
 """History entries: plain data kept in the browser, one per video made on the page.
 
 An entry is enough to show its video again or make it again. Entries live in the
-browser (``gr.BrowserState``), so every path in one is checked against this server's
-outputs before it is used: an entry is never a way to serve anything else from the disk.
+browser (``gr.BrowserState``), so an entry names its files by handle (``studio.outputs.ref``:
+the job folder's secret name and the file's), never by server path, and what comes back
+from a browser is only ever looked up as a handle (``file``): an edited entry reaches
+nothing but files whose secret folder name its browser was given.
 """
 
 from __future__ import annotations
@@ -20,37 +22,47 @@ GONE = ("This video's file was removed from the server to save space; its settin
         "**Use these settings**, then **Generate**, to make it again.")
 
 
+FILES = ("video", "gif", "poster", "photo")  # the entry's keys that hold a file handle
+
+
 def entry(result: Result, poster: Path | None = None, label: str | None = None) -> dict:
-    """A history entry: plain data, enough to show the job again or make it again."""
+    """A history entry: plain data, enough to show the job again or make it again. Its
+    files are handles (no server path reaches the browser)."""
     seed = result.used.get("seed")
     caption = label or f"{result.used['backend']} · seed {seed if seed is not None else '-'}"
     return {
-        "id": uuid.uuid4().hex[:12], "video": str(result.video), "gif": str(result.gif) if result.gif else None,
-        "poster": str(poster) if poster else None, "photo": str(result.photo) if result.photo else None,
+        "id": uuid.uuid4().hex[:12], "video": outputs.ref(result.video), "gif": outputs.ref(result.gif),
+        "poster": outputs.ref(poster), "photo": outputs.ref(result.photo),
         "used": result.used, "sent": result.sent, "caption": caption,
     }
 
 
+def file(item: dict | None, key: str) -> Path | None:
+    """The server file an entry's handle names, while it is there; None otherwise (a
+    path, an edited handle, a removed file)."""
+    return outputs.from_ref(item.get(key)) if isinstance(item, dict) else None
+
+
 def available(item: dict) -> bool:
     """The entry's video is still one of this server's files."""
-    return outputs.is_output(item["video"]) and Path(item["video"]).is_file()
+    return file(item, "video") is not None
 
 
 def gallery_items(entries: list[dict]) -> list[tuple[str, str]]:
     shown = []
     for item in reversed(entries):
-        poster = item.get("poster")
-        if not available(item):
+        video = file(item, "video")
+        if video is None:
             shown.append((str(_gone_picture()), f"{item['caption']} (file removed)"))
         else:
-            shown.append((poster if poster and outputs.is_output(poster) else item["video"], item["caption"]))
+            shown.append((str(file(item, "poster") or video), item["caption"]))
     return shown
 
 
 def photo(item: dict) -> str | None:
     """The photo the entry's video was made from, while the server still has it."""
-    kept = item.get("photo")
-    return kept if kept and outputs.is_output(kept) and Path(kept).is_file() else None
+    kept = file(item, "photo")
+    return str(kept) if kept else None
 
 
 def find(past: list[dict], entry_id: str | None) -> dict | None:

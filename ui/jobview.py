@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -21,7 +20,7 @@ from orchestration import service
 from studio import outputs, secrets
 from studio.errors import Cancelled, StudioError
 from ui import views
-from ui.entries import MAX_ENTRIES, available, entry, gallery_items
+from ui.entries import MAX_ENTRIES, available, entry, file, gallery_items
 from ui.errors import page_errors, user_error
 from ui.jobs import Preview, Task
 
@@ -34,19 +33,20 @@ log = logging.getLogger("svd_studio")
 def show(s: Studio, item: dict) -> dict:
     """Updates that put a finished job (a history entry) in the player.
 
-    Only files this process wrote are shown: an entry is a plain dict, and a path in
-    it must never become a way to serve anything else from the disk.
+    The entry's files are handles from the browser: only those that name one of this
+    server's outputs are shown, so an edited entry never serves anything else.
     """
     o = s.output
-    if not outputs.is_output(item["video"]):
-        return {o.status: "That video is not one of this studio's outputs."}
-    gif = item.get("gif") if item.get("gif") and outputs.is_output(item["gif"]) else None
+    video = file(item, "video")
+    if video is None:
+        return {o.status: "That video is no longer on the server."}
+    gif = file(item, "gif")
     seed = item["used"].get("seed")
     return {
-        o.video: item["video"],
+        o.video: str(video),
         o.preview: gr.update(visible=False, value=None),
-        o.mp4: gr.update(value=item["video"], visible=True),
-        o.gif: gr.update(value=gif, visible=bool(gif)),
+        o.mp4: gr.update(value=str(video), visible=True),
+        o.gif: gr.update(value=str(gif) if gif else None, visible=gif is not None),
         o.box: gr.update(visible=True),
         o.used: views.parameters_table(item["used"]),
         o.seed: gr.update(value="" if seed is None else str(seed), visible=seed is not None),
@@ -119,12 +119,12 @@ async def on_gif(s: Studio, past: list[dict]) -> dict:
     if item is None or item.get("gif") or not available(item):
         return gr.skip()
     try:
-        gif = await asyncio.to_thread(service.gif_for, Path(item["video"]), item["used"])
+        gif = await asyncio.to_thread(service.gif_for, file(item, "video"), item["used"])
     except StudioError as exc:
         log.warning("No GIF for %s: %s", item["video"], secrets.redact(str(exc)))
         return gr.skip()
     return {s.output.gif: gr.update(value=str(gif), visible=True),
-            **add(s, past[:-1], {**item, "gif": str(gif)})}
+            **add(s, past[:-1], {**item, "gif": outputs.ref(gif)})}
 
 
 def gif_outputs(s: Studio) -> list[gr.Component]:

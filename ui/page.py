@@ -86,9 +86,10 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
                                        {s.input.backend, s.input.model, s.shaped, *s.params.inputs()}, shaping,
                                        **PRIVATE))
     after_shaping(s.params.preset.change(bind(layout.on_preset, s),
-                                         {s.input.backend, s.input.model, s.params.preset, s.shaped,
+                                         {s.input.backend, s.input.model, s.params.preset, s.shaped, s.presets.mine,
                                           *s.params.inputs()}, shaping, **PRIVATE))
-    s.params.preset.change(bind(presets.on_chosen, s), s.params.preset, s.presets.download, **PRIVATE)
+    s.params.preset.change(bind(presets.on_chosen, s), [s.params.preset, s.presets.mine], s.presets.download,
+                           **PRIVATE)
     s.input.examples.select(_pick_example, None, s.input.image, **PRIVATE)
     for name in ("num_frames", "fps", "num_inference_steps", "width", "height", "cache_interval", "guidance_stop"):
         if name in s.params.controls:
@@ -113,7 +114,7 @@ def wire(s: Studio, demo: gr.Blocks) -> None:
     _wire_finish(s, everything, outputs_)
     after_shaping(demo.load(bind(layout.on_load, s), None, shaping, **PRIVATE))
     demo.load(bind(history.on_load, s), s.history.entries, [s.history.gallery, s.history.box], **PRIVATE)
-    demo.load(bind(presets.on_load, s), None, s.params.preset, **PRIVATE)
+    demo.load(bind(presets.on_load, s), s.presets.mine, s.params.preset, **PRIVATE)
     demo.unload(bind(run.on_unload, s))
     api.register(s.runner, layout.default_backend())
 
@@ -206,10 +207,10 @@ def _wire_presets(s: Studio, everything: set) -> None:
     s.presets.toggle.click(bind(presets.on_toggle, s), s.presets.opened,
                            [s.presets.opened, s.presets.box, s.presets.toggle], queue=False, **PRIVATE)
     s.presets.save.click(bind(presets.on_save, s),
-                         {*everything, s.presets.name, s.presets.description},
-                         [s.params.preset, s.presets.note, s.presets.name], **PRIVATE)
-    s.presets.upload.upload(bind(presets.on_upload, s), s.presets.upload,
-                            [s.params.preset, s.presets.note], **PRIVATE)
+                         {*everything, s.presets.name, s.presets.description, s.presets.mine},
+                         [s.params.preset, s.presets.note, s.presets.name, s.presets.mine], **PRIVATE)
+    s.presets.upload.upload(bind(presets.on_upload, s), [s.presets.upload, s.presets.mine],
+                            [s.params.preset, s.presets.note, s.presets.mine], **PRIVATE)
 
 
 def build_demo() -> gr.Blocks:

@@ -11,6 +11,16 @@ dodge the per-visitor limit by sending a new made-up address each time.
 A connection from a public address came with no proxy of ours in between, so its
 ``x-forwarded-for`` is not believed at all. Where no address is known, the page session
 stands in, so a visitor is never mixed up with everyone else.
+
+Every ``x-forwarded-for`` line counts, in order: a proxy may add its own line instead of
+appending to the client's, and reading only the first would believe the client's word.
+An IPv6 visitor is their /64: one home or phone gets a whole /64 and may pick any address
+in it, so counting single addresses would give one client endless allowances.
+
+uvicorn, which serves the page, rewrites the connection's address itself when the proxy
+is one it trusts (``FORWARDED_ALLOW_IPS``, uvicorn's own setting, default 127.0.0.1): an
+owner whose proxy sits at a known public address names it there, and this module then
+sees the visitor's address as the connection's.
 """
 
 from __future__ import annotations
@@ -26,8 +36,26 @@ _INTERNAL = [ipaddress.ip_network(n) for n in (
 
 
 def visitor(request: Any) -> str:
-    """The visitor's address, else ``session <hash>``; works on ``gr.Request`` as Gradio
-    passes it (headers a Starlette mapping, or a plain dict after a queue's pickling)."""
+    """The visitor's address (an IPv6 one as its /64), else ``session <hash>``; works on
+    ``gr.Request`` as Gradio passes it (headers a Starlette mapping, or a plain dict after
+    a queue's pickling)."""
+    return group(_address(request))
+
+
+def group(address: str) -> str:
+    """An IPv6 address as its /64 network (``2001:db8:1:2::/64``); anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _address(request: Any) -> str:
     if request is None:
         return "unknown"
     host = getattr(getattr(request, "client", None), "host", None)
@@ -54,7 +82,8 @@ def _internal(address: str) -> bool:
 
 
 def _header(headers: Any, name: str) -> str:
-    """A header by name in any letter case: Starlette's mapping is case-blind, a dict is not."""
+    """Every line of a header, in order, joined with commas, by name in any letter case
+    (Starlette's mapping yields each line of a repeated header; a dict holds one)."""
     if not headers or not hasattr(headers, "items"):
         return ""
-    return next((str(v) for k, v in headers.items() if str(k).lower() == name), "")
+    return ", ".join(str(v) for k, v in headers.items() if str(k).lower() == name)

@@ -19,7 +19,7 @@ import backends
 from backends.base import Result
 from orchestration import extend, service
 from studio import finish, recipe
-from ui.entries import available, find, photo
+from ui.entries import available, file, find, photo
 from ui.errors import need, page_errors
 from ui.jobview import drive
 from ui.panels.finish import AS_IT_IS, LOOP_LABELS
@@ -49,7 +49,7 @@ async def on_finish(s: Studio, data: dict, request: gr.Request,
                     progress: gr.Progress = gr.Progress()) -> AsyncIterator[dict]:  # noqa: B008 - Gradio's way
     uploaded = data[s.finish.upload]
     item = find(data[s.history.entries], data[s.history.selected])
-    source = uploaded or (item["video"] if item and available(item) else None)
+    source = uploaded or (str(file(item, "video")) if item and available(item) else None)
     need(source, "Make a video first, click one in *Your videos*, or upload a video to finish.")
     task = functools.partial(service.finish_video, source, target_fps=_target(data[s.finish.target_fps]),
                              loop=data[s.finish.loop], interpolation=data[s.finish.interpolation])
@@ -80,9 +80,10 @@ async def on_extend(s: Studio, data: dict, request: gr.Request,
     accepted = chosen.parameters(chosen.model_for(values.get("model"), lenient=True))
     params = {k: v for k, v in values.items() if k in accepted or k == "model"}
     key = data[s.input.api_key] if name == data[s.input.backend] else None  # a typed key belongs to its backend
-    first = Result(video=Path(item["video"]), used=item["used"], photo=Path(photo(item)) if photo(item) else None)
+    video = file(item, "video")
+    first = Result(video=video, used=item["used"], photo=Path(photo(item)) if photo(item) else None)
     count = int(data[s.finish.segments])
-    task = functools.partial(extend.extend, photo(item) or item["video"], name, params, segments=count,
+    task = functools.partial(extend.extend, photo(item) or str(video), name, params, segments=count,
                              same_seed=bool(data[s.finish.same_seed]), smooth_seams=bool(data[s.finish.smooth]),
                              api_key=key or None, first=first, visitor=visitor(request))
     async for update in drive(s, data, task, request.session_hash, progress,
@@ -93,7 +94,8 @@ async def on_extend(s: Studio, data: dict, request: gr.Request,
 async def on_webm(s: Studio, data: dict) -> dict:
     item = find(data[s.history.entries], data[s.history.selected])
     need(item is not None and available(item), "Make a video first, or click one in *Your videos*.")
-    mp4 = Path(item["video"])
+    mp4 = file(item, "video")
+    need(mp4 is not None, "This video's file was removed from the server to save space.")
     with page_errors():
         webm = await asyncio.to_thread(finish.export_webm, mp4, mp4.with_suffix(".webm"))
     return {s.finish.webm_file: gr.update(value=str(webm), visible=True, label=f"Download WebM ({item['caption']})")}

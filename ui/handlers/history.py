@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from studio import recipe
-from ui.entries import GONE, available, find, gallery_items, photo
+from ui.entries import GONE, available, file, find, gallery_items, photo
 from ui.jobview import show
 
 from ui import layout
@@ -36,7 +36,7 @@ def on_pick(s: Studio, evt: gr.SelectData, past: list[dict]) -> dict:
     return actions | show(s, item) | {
         s.output.status: f"Showing an earlier video: {item['caption']}",
         s.history.note: f"Selected: {item['caption']}",
-        s.history.download: gr.update(value=item["video"], visible=True),
+        s.history.download: gr.update(value=str(file(item, "video")), visible=True),
     }
 
 

@@ -63,7 +63,7 @@ def on_preset(s: Studio, data: dict) -> dict:
         return {s.shaped: {**shaped, "preset": None}} if shaped.get("preset") else gr.skip()
     if name == shaped.get("preset"):
         return gr.skip()
-    chosen = presets.load_all().get(name)  # saved presets included, as of now
+    chosen = presets.load_all(data.get(s.presets.mine)).get(name)  # saved ones included, this browser's too
     if chosen is None:
         return gr.skip()
     updates, skipped = layout.apply(s, data[s.input.backend], chosen.values(), data)

@@ -92,6 +92,7 @@ class ParametersPanel:
 NO_PRESET_LABEL = "No preset: pick ready-made settings"  # the label is hidden, so the empty entry says it
 
 
-def choices() -> list[tuple[str, str]]:
-    """The preset dropdown's entries: none, the built-in presets, then saved ones."""
-    return [(NO_PRESET_LABEL, NO_PRESET), *((name, name) for name in presets.load_all())]
+def choices(mine: list | None = None) -> list[tuple[str, str]]:
+    """The preset dropdown's entries: none, the built-in presets, then saved ones (this
+    browser's own included, when presets are kept per browser)."""
+    return [(NO_PRESET_LABEL, NO_PRESET), *((name, name) for name in presets.load_all(mine))]

@@ -1,6 +1,7 @@
 """The presets panel: save the page's settings under a name, download a preset, add one
 from a file. A small button beside the preset picker opens it; the picker itself is the
-parameters panel's."""
+parameters panel's. Saved presets are shared data files, or, on a public Space, kept in
+each browser (``mine``, see ``orchestration.presets``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class PresetsPanel:
     toggle: gr.Button  # beside the picker: opens and closes the box
     box: gr.Column
     opened: gr.State
+    mine: gr.BrowserState  # this browser's own presets, when they are not shared (SHARED_PRESETS=0)
 
     @classmethod
     def build_toggle(cls) -> gr.Button:
@@ -41,4 +43,5 @@ class PresetsPanel:
                 upload = gr.UploadButton("Add a preset from a JSON file", size="sm", file_types=[".json"],
                                          elem_id="preset-upload")
             note = gr.Markdown(elem_id="preset-note")
-        return cls(name, description, save, download, upload, note, toggle, box, gr.State(False))
+        mine = gr.BrowserState([], storage_key="svd-studio-presets")
+        return cls(name, description, save, download, upload, note, toggle, box, gr.State(False), mine)

@@ -50,6 +50,11 @@ def illegal_duration(requested: int) -> gr.Error:
                     title="ZeroGPU illegal duration", print_exception=False)
 
 
+def task_aborted() -> gr.Error:
+    """What a call that ran past its duration ends with: the worker is stopped mid-way."""
+    return gr.Error("GPU task aborted", title="ZeroGPU worker error", print_exception=False)
+
+
 def GPU(task: Callable | None = None, *, duration: Any = None, size: str | None = None) -> Any:
     if task is None:
         return lambda fn: GPU(fn, duration=duration, size=size)
