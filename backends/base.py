@@ -358,6 +358,12 @@ class Backend:
             size = images.fit_size(image.size, size)
         return Framed(images.frame(image, size, mode), *size)
 
+    def estimate(self, request: GenerationRequest) -> str | None:
+        """How long this request takes, in words ("about 3 min on this machine's CPU"),
+        where this backend can tell before it starts; None where it cannot (a provider's
+        queue, a GPU whose speed was never measured)."""
+        return None
+
     def preflight(self, request: GenerationRequest) -> None:
         """Checks that need the machine (is there a CUDA GPU?), run before the job waits
         for a slot so that a person is not told after a long wait."""

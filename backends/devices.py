@@ -134,7 +134,7 @@ class DevicePool:
     def waiting_for(self) -> str:
         """What a queued job waits for, as the line says it."""
         if self.size == 1:
-            return "the GPU"
+            return "a free GPU"
         return "a free GPU" if self.all_cuda else "a free device"
 
     def devices(self) -> list[str]:

@@ -50,7 +50,7 @@ class LocalBackend(Backend):
     models = LABELS  # model_choices adds the LOCAL_SVD_MODEL entry when it is set
 
     concurrency = 1  # per device: a GPU runs one SVD job well and two badly
-    waiting_for = "the GPU"
+    waiting_for = "a free GPU"
 
     def __init__(self, place: places.Place | None = None) -> None:
         # Where jobs run, read from the environment now (``places.choose``) unless given.

@@ -98,7 +98,7 @@ def test_local_jobs_take_turns_and_the_second_is_told_its_place(tiny_model):
     two.join(180)
     assert not errors
     texts = [text for _, i, text in events if i == 1]
-    assert "Waiting for the GPU: you are 1st in line, 1 running" in texts
+    assert "Waiting for a free GPU: you are 1st in line, 1 running" in texts
     steps = [(t, i) for t, i, text in events if text.startswith("Denoising")]
     last_of_first = max(t for t, i in steps if i == 0)
     first_of_second = min(t for t, i in steps if i == 1)

@@ -99,7 +99,7 @@ def test_one_device_keeps_the_gpu_line_and_one_pipeline(tiny_model, monkeypatch)
     monkeypatch.delenv("LOCAL_DEVICES", raising=False)
     monkeypatch.setattr(backends, "_INSTANCES", {})
     local = backends.get_backend("local")
-    assert local.concurrency == 1 and local.slots.waiting_for == "the GPU" and not local.slots.show_busy
+    assert local.concurrency == 1 and local.slots.waiting_for == "a free GPU" and not local.slots.show_busy
 
 
 def test_an_unknown_device_is_refused_in_one_sentence(tiny_model, monkeypatch, photo):

@@ -142,7 +142,7 @@ def test_mcp_tools_are_the_studio_endpoints_without_resume(tiny_model):
     assert "one video per value" in tools["sweep"].description
     properties = tools["sweep"].inputSchema["properties"]
     assert {"image", "backend", "parameter", "values", "motion_bucket_id", "api_key"} <= set(properties)
-    assert "How much the picture moves" in properties["motion_bucket_id"]["description"]
+    assert "Motion amount: Higher moves more" in properties["motion_bucket_id"]["description"]
     assert "video made by this studio" in tools["read_settings"].description
 
 

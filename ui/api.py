@@ -36,7 +36,7 @@ from backends.base import Flag, Limit, Range, Result
 from orchestration import batch, extend, service, sweep
 from orchestration.batch_intake import DEFAULT_TEMPLATE, FIELDS
 from studio import outputs, recipe, secrets
-from studio.request import PARAMETERS, GenerationRequest, describe
+from studio.request import PARAMETERS, GenerationRequest, describe, title_of
 from ui.errors import need, page_errors
 from ui.jobs import Runner, Task, client_alive
 from ui.visitor import visitor
@@ -93,7 +93,7 @@ def _annotation(limit: Limit) -> Any:
 def _request_parameters() -> list[tuple[inspect.Parameter, str]]:
     """Every request field and option, each with its help text."""
     found = [(inspect.Parameter(n, KIND, default=None, annotation=GenerationRequest.model_fields[n].annotation),
-              describe(n)) for n in PARAMETERS]
+              f"{title_of(n)}: {describe(n)}") for n in PARAMETERS]
     for name, option in backends.all_options().items():
         found.append((inspect.Parameter(name, KIND, default=None, annotation=_annotation(option.limit)),
                       option.description))
