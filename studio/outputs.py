@@ -297,6 +297,7 @@ def _sweep_forever() -> None:
         try:
             sweep()
             uploads.sweep()  # uploads no job used, past UPLOAD_MAX_AGE_MINUTES
+            uploads.cap_cache()  # Gradio's cache as a whole, under GRADIO_CACHE_MAX_MB
         except Exception:  # a bad setting or a disk error: say so, and try again next time
             log.exception("The output sweep failed; trying again in %.0f s", SWEEP_EVERY_S)
 

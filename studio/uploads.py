@@ -9,22 +9,31 @@ has started: a photo is read and copied into the job's folder first thing
 (``orchestration.service``), a video to finish is opened by ffmpeg at once (on Linux an
 open file stays readable when removed).
 
-Only recorded paths are ever removed, and only inside Gradio's upload folder; the cache's
-copies of our outputs (what pages play and download) keep Gradio's own hourly rule.
+Only recorded paths are ever removed by ``sweep``, and only inside Gradio's upload folder.
+
+The cache as a whole (uploads and the copies of our outputs that pages play and download)
+has a byte cap of its own besides Gradio's hourly age rule: ``cap_cache`` removes its
+oldest files while it is over ``GRADIO_CACHE_MAX_MB`` (by default ``OUTPUT_MAX_MB``),
+never one younger than ``CACHE_GRACE_S`` (a page may be fetching it). A page that needs a
+removed copy again gets a new one: entries name our own files, which the server serves
+afresh.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from studio.outputs import env_number
+from studio.outputs import DEFAULT_MAX_MB, MB, env_number
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE_MINUTES = 10.0
+CACHE_GRACE_S = 60.0
 MAX_RECORDED = 100_000  # a bound on memory: the oldest records are swept (removed) first anyway
 
 _lock = threading.Lock()
@@ -69,3 +78,46 @@ def sweep(now: float | None = None) -> list[Path]:
         log.info("Uploads: removed %d unused upload(s) older than %g minutes", len(removed), limit / 60)
     return removed
 
+
+
+def cache_folder() -> Path:
+    """Gradio's cache and upload folder: GRADIO_TEMP_DIR, else ``<temp>/gradio`` (read
+    here as Gradio reads it: this layer never imports gradio)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+
+
+def cache_max_bytes() -> int:
+    default = env_number("OUTPUT_MAX_MB", DEFAULT_MAX_MB)
+    return int(env_number("GRADIO_CACHE_MAX_MB", default) * MB)
+
+
+def cap_cache(folder: Path | None = None, max_bytes: int | None = None, now: float | None = None) -> list[Path]:
+    """Remove the cache's oldest files while it holds more than ``max_bytes``; never a
+    link, never a file younger than ``CACHE_GRACE_S``. Returns what was removed."""
+    folder = cache_folder() if folder is None else folder
+    limit = cache_max_bytes() if max_bytes is None else max_bytes
+    now = time.time() if now is None else now
+    found = []
+    for path in folder.rglob("*") if folder.is_dir() else ():
+        try:
+            if path.is_file() and not path.is_symlink():
+                info = path.stat()
+                found.append((info.st_mtime, info.st_size, path))
+        except OSError:
+            continue  # removed meanwhile
+    total = sum(size for _, size, _ in found)
+    removed = []
+    for mtime, size, path in sorted(found, key=lambda f: f[0]):
+        if total <= limit:
+            break
+        if now - mtime < CACHE_GRACE_S:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed.append(path)
+    if removed:
+        log.info("Gradio's cache: removed %d file(s), oldest first, to stay under %.0f MB", len(removed), limit / MB)
+    return removed
