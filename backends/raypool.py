@@ -80,6 +80,7 @@ class RayConfig:
     min_workers: int = 1
     max_workers: int | None = None  # None: as many as the cluster's GPUs (or CPUs) hold
     placement_timeout: float = 60.0
+    idle_s: float = 300.0  # a worker above min_workers idle this long stops, freeing its GPU
 
     @classmethod
     def from_env(cls, address: str) -> RayConfig:
@@ -89,7 +90,9 @@ class RayConfig:
         if high is not None and low is not None and high < low:
             raise BadSetting(f"RAY_MAX_WORKERS ({high:g}) must be at least RAY_MIN_WORKERS ({low:g}).")
         wait = _number("RAY_PLACEMENT_TIMEOUT_S", 60.0, integer=False, low=1)
-        return cls(address, float(gpus or 0), int(low or 0), None if high is None else int(high), float(wait or 60))
+        idle = _number("RAY_IDLE_S", 300.0, integer=False, low=1)
+        return cls(address, float(gpus or 0), int(low or 0), None if high is None else int(high), float(wait or 60),
+                   float(idle or 300))
 
     @property
     def unit(self) -> str:
@@ -104,6 +107,7 @@ class Worker:
     name: str
     placed: Any  # the ref of its first ``where`` call
     info: dict[str, Any] = field(default_factory=dict)
+    idle_since: float = 0.0  # time.monotonic() when its last job ended
 
     @property
     def node(self) -> str:
@@ -129,6 +133,7 @@ class OnRay:
         self._lost: str | None = None  # the sentence local jobs get while the cluster is away
         self._reconnecting: threading.Thread | None = None
         self._model = ""
+        self._trimmer: threading.Thread | None = None
 
     # --- the Place protocol ----------------------------------------------------------
 
@@ -224,7 +229,31 @@ class OnRay:
     def _release(self, worker: Worker) -> None:
         with self._lock:
             if worker in self._workers:
+                worker.idle_since = time.monotonic()
                 self._idle.append(worker)
+
+    def _trim(self) -> None:
+        """Stop the workers above RAY_MIN_WORKERS that have been idle RAY_IDLE_S or longer,
+        longest idle first: the pool shrinks back as it grew, and their GPUs go back to
+        the cluster."""
+        now = time.monotonic()
+        with self._lock:
+            spare = len(self._workers) - self.config.min_workers
+            idle = sorted((w for w in self._idle if w.info and now - w.idle_since >= self.config.idle_s),
+                          key=lambda w: w.idle_since)
+            going = idle[:max(0, spare)]
+        for worker in going:
+            _log.info("Stopping the Ray worker on %s: idle for %.0f s.", worker.node, now - worker.idle_since)
+            self._discard(worker)
+
+    def _trim_forever(self) -> None:
+        while True:
+            time.sleep(min(30.0, self.config.idle_s / 2))
+            if self._connected:
+                try:
+                    self._trim()
+                except Exception:  # the cluster went away meanwhile: _lose says so to the next job
+                    _log.debug("Trimming the Ray pool failed", exc_info=True)
 
     def _discard(self, worker: Worker) -> None:
         import ray
@@ -327,6 +356,9 @@ class OnRay:
                 worker = self._new()
                 self._idle.append(worker)
                 worker.actor.warm.remote(model)  # the model loads before the first job asks for it
+        if self._trimmer is None:
+            self._trimmer = threading.Thread(target=self._trim_forever, daemon=True, name="ray-trim")
+            self._trimmer.start()
         _log.info("Local jobs run on the Ray cluster at %s: %d worker(s) at most, %s.",
                   self.config.address, self._slots.size, self._needs())
 

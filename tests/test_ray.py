@@ -88,6 +88,7 @@ def cluster(tiny_model):
     mp.setenv("RAY_GPUS_PER_WORKER", "0")
     mp.setenv("RAY_MIN_WORKERS", "1")
     mp.setenv("RAY_MAX_WORKERS", "2")
+    mp.setenv("RAY_IDLE_S", "3")  # a worker above the minimum stops after 3 s idle (the default is 300)
     mp.delenv("BACKENDS", raising=False)
     mp.delenv("LOCAL_DEVICES", raising=False)
     mp.setattr(backends, "_INSTANCES", {})
@@ -196,6 +197,22 @@ def test_two_jobs_run_at_once_and_a_third_is_told_its_place(on_ray):
         assert video.probe(results[i].video) == (4, 128, 64), results[i]
     assert "Waiting for a free worker in the cluster: you are 1st in line, 2 running" in lines[2]
     assert len(svd_workers()) == 2
+
+
+def test_the_pool_grows_for_jobs_at_once_and_shrinks_back_when_idle(on_ray, photo):
+    from tests.conftest import wait_for
+
+    made: list = []
+    jobs = [threading.Thread(target=lambda: made.append(service.generate(photo, "local", PARAMS))) for _ in range(2)]
+    for t in jobs:
+        t.start()
+    wait_for(lambda: len(svd_workers()) == 2, WAIT, "a second worker for the second job")
+    for t in jobs:
+        t.join(WAIT)
+    assert len(made) == 2 and all(frame_count(r.video) == 4 for r in made)
+    # RAY_IDLE_S later, the worker above RAY_MIN_WORKERS stops and its share of the cluster is free again.
+    wait_for(lambda: len(svd_workers()) == 1, 120, "the idle worker above the minimum to stop")
+    assert frame_count(service.generate(photo, "local", PARAMS).video) == 4  # the one left still works
 
 
 def test_cancel_stops_the_worker_between_steps(on_ray, photo):
