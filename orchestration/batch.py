@@ -77,9 +77,11 @@ def space() -> bool:
 
 
 def plan(photos: list[Photo], backend: str, params: dict[str, Any], *, template: str | None = None,
-         seed_per_photo: bool = True, preset_a: str | None = None, preset_b: str | None = None) -> list[Item]:
+         seed_per_photo: bool = True, preset_a: str | None = None, preset_b: str | None = None,
+         mine: list | None = None) -> list[Item]:
     """One item per photo (two with ``preset_b``), names and seeds decided; refuses the
-    whole batch on a bad template, an unknown preset or a value the backend refuses."""
+    whole batch on a bad template, an unknown preset or a value the backend refuses.
+    ``mine``: the presets a browser keeps (``orchestration.presets``), which B may name."""
     chosen = backends.get_backend(backend)
     template = check_template(template)
     model = chosen.model_for(params.get("model"))
@@ -87,7 +89,7 @@ def plan(photos: list[Photo], backend: str, params: dict[str, Any], *, template:
     base = {k: v for k, v in params.items() if k != "seed"} | {"model": model}
     variants = [(preset_a or "settings", base)]
     if preset_b:
-        variants.append((preset_b, base | _preset_values(preset_b, takes, chosen.label)))
+        variants.append((preset_b, base | _preset_values(preset_b, takes, chosen.label, mine)))
         if "{preset}" not in template:
             template += "-{preset}"  # A and B of one photo must not share a name
     fixed = params.get("seed") if params.get("seed") not in (None, "", -1) else random.randint(0, 2**32 - 1)
@@ -115,10 +117,10 @@ def plan(photos: list[Photo], backend: str, params: dict[str, Any], *, template:
     return items
 
 
-def _preset_values(name: str, takes: dict, label: str) -> dict[str, Any]:
-    found = presets.load_all().get(name)
+def _preset_values(name: str, takes: dict, label: str, mine: list | None = None) -> dict[str, Any]:
+    found = presets.load_all(mine).get(name)
     if found is None:
-        known = ", ".join(f"'{n}'" for n in presets.load_all())
+        known = ", ".join(f"'{n}'" for n in presets.load_all(mine))
         raise BatchRefused(f"preset_b must be one of this studio's presets ({known}), got {name!r}.")
     return {k: v for k, v in found.values().items() if k in takes}
 
@@ -399,7 +401,7 @@ class BatchManager:
     def create(self, files: list[str | Path], backend: str, params: dict[str, Any], *, template: str | None = None,
                seed_per_photo: bool = True, preset_a: str | None = None, preset_b: str | None = None,
                gifs: bool = False, api_key: str | None = None, visitor: str | None = None, owner: str = "",
-               keep_going: bool = False) -> Batch:
+               keep_going: bool = False, mine: list | None = None) -> Batch:
         """Read, plan and check a batch, then start it. ``keep_going`` (carry on when the
         page closes) is honoured only off a public Space."""
         from orchestration.batch_intake import gather
@@ -410,7 +412,7 @@ class BatchManager:
         try:
             photos = gather(files, folder / "photos")
             items = plan(photos, backend, params, template=template, seed_per_photo=seed_per_photo,
-                         preset_a=preset_a, preset_b=preset_b)
+                         preset_a=preset_a, preset_b=preset_b, mine=mine)
             check_budget(items, backend, visitor, typed_key=bool((api_key or "").strip()), gifs=gifs)
         except BaseException:
             outputs.release(folder)

@@ -266,3 +266,20 @@ def test_a_restart_marks_unfinished_batches_stopped_with_what_was_made(tiny_mode
     assert found.items[1].error == "The server restarted before this photo was made."
     rows, _, names = _manifest(found.zip_path)
     assert [r["status"] for r in rows] == ["made", "cancelled"] and found.items[0].output in names
+
+
+def test_preset_b_may_be_one_this_browser_keeps(tiny_model, monkeypatch):
+    """On a Space saved presets live in each browser: the batch's second preset may be one."""
+    from orchestration import presets
+    from orchestration.batch_intake import Photo
+
+    monkeypatch.setenv("SHARED_PRESETS", "0")
+    mine = presets.keep([], presets.save("Slow drift B", {"motion_bucket_id": 33}, mine=[]))
+    photos = [Photo("chelsea.png", EXAMPLES / "chelsea.png")]
+    items = batch.plan(photos, "local", {"motion_bucket_id": 127}, preset_b="Slow drift B", mine=mine,
+                       seed_per_photo=False)
+    assert [(i.preset, i.params["motion_bucket_id"]) for i in items] == [("settings", 127), ("Slow drift B", 33)]
+    with pytest.raises(BatchRefused) as info:  # another browser does not have it
+        batch.plan(photos, "local", {}, preset_b="Slow drift B")
+    said = str(info.value)
+    assert "preset_b must be one of this studio's presets" in said and "got 'Slow drift B'" in said

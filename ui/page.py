@@ -225,5 +225,5 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Batch: many photos", id="batch", elem_id="tab-batch") as batch_tab:
                 # The panel builds and wires itself over the first tab's settings.
                 batch.build(s.params.controls, s.input.backend, s.input.model, s.params.preset, s.input.api_key, demo,
-                            revealed=(batch_tab.select,))
+                            revealed=(batch_tab.select,), mine=s.presets.mine)
     return demo

@@ -55,9 +55,10 @@ class BatchPanel:
 
 def build(params: dict[str, gr.Component], backend: gr.Component, model: gr.Component, preset: gr.Component,
           api_key: gr.Component, demo: gr.Blocks, manager: batch.BatchManager | None = None,
-          revealed: tuple = ()) -> BatchPanel:
+          revealed: tuple = (), mine: gr.Component | None = None) -> BatchPanel:
     """The panel, wired; ``params`` is the page's parameter controls by name; ``revealed``
-    the events that bring the panel on screen (its tab's select)."""
+    the events that bring the panel on screen (its tab's select); ``mine`` the presets this
+    browser keeps (on a Space), offered as preset B beside the shared ones."""
     manager = manager or batch.MANAGER
     manager.recover()  # batches a restart interrupted show as stopped, with what they made
     fields = ", ".join("{" + f + "}" for f in FIELDS)
@@ -89,16 +90,16 @@ def build(params: dict[str, gr.Component], backend: gr.Component, model: gr.Comp
     panel = BatchPanel(files, template, seeds, preset_b, gifs, keep_going, start, cancel, retry, status, table,
                        gallery, zip_file, gr.BrowserState(None, storage_key="svd-studio-batch"), gr.State(-1),
                        gr.Timer(TICK_S, active=False))
-    _wire(panel, params, backend, model, preset, api_key, demo, manager, revealed)
+    _wire(panel, params, backend, model, preset, api_key, demo, manager, revealed, mine)
     return panel
 
 
 def _wire(p: BatchPanel, params: dict[str, gr.Component], backend: gr.Component, model: gr.Component,
           preset: gr.Component, api_key: gr.Component, demo: gr.Blocks, manager: batch.BatchManager,
-          revealed: tuple = ()) -> None:
+          revealed: tuple = (), mine: gr.Component | None = None) -> None:
     private = {"api_visibility": "private"}
     inputs = {p.files, p.template, p.seeds, p.preset_b, p.gifs, p.keep_going, backend, model, preset, api_key,
-              *params.values()}
+              *params.values(), *([mine] if mine is not None else [])}
 
     async def on_start(data: dict, request: gr.Request) -> list:
         files = data[p.files]
@@ -114,7 +115,7 @@ def _wire(p: BatchPanel, params: dict[str, gr.Component], backend: gr.Component,
                 preset_a=None if preset_a in (None, NO_PRESET) else preset_a,
                 preset_b=None if preset_b in (None, NO_PRESET) else preset_b, gifs=bool(data[p.gifs]),
                 api_key=data[api_key] or None, visitor=visitor(request), owner=request.session_hash,
-                keep_going=bool(data[p.keep_going]))
+                keep_going=bool(data[p.keep_going]), mine=data.get(mine) if mine is not None else None)
         return [made.id, *render(made.snapshot(), -1)]
 
     def on_tick(batch_id: str | None, shown: int) -> list:
@@ -148,6 +149,9 @@ def _wire(p: BatchPanel, params: dict[str, gr.Component], backend: gr.Component,
     # read from the browser once the tab is on screen).
     for shown in (demo.load, *revealed):
         shown(on_tick, [p.batch_id, p.shown], p.view(), **private)
+        if mine is not None:  # this browser's own presets, saved since, are offered as B too
+            shown(lambda kept, chosen: gr.update(choices=[NO_PRESET, *presets.load_all(kept)], value=chosen),
+                  [mine, p.preset_b], p.preset_b, **private)
     demo.unload(on_closed)
 
 
