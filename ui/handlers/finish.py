@@ -1,4 +1,4 @@
-"""The finishing panel: smooth the current video to 24-60 fps, loop it, extend it from its
+"""Finishing's events: smooth the current video to 24-60 fps, loop it, extend it from its
 last frame, or export it as WebM; or finish an MP4 of one's own.
 
 "The current video" is the one last made, or picked in the history or a sweep grid.

@@ -1,5 +1,5 @@
-"""The framing panel: the exact frame a backend will be sent, before anything is spent,
-and the standard frame sizes that backend accepts (portrait ones included)."""
+"""The framing preview's events: the exact frame a backend will be sent, before anything is
+spent, and a standard size picked."""
 
 from __future__ import annotations
 

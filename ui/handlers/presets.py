@@ -1,6 +1,5 @@
-"""The presets panel: save the page's settings under a name, download a preset, add one
-from a file. Presets are shared data files (``orchestration.presets``); the dropdown that applies
-them lives in the parameters panel."""
+"""Saved presets' events: save the page's settings under a name, download a preset, add one
+from a file, open the save box. Applying a preset is ``ui.handlers.layout``'s."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The restore panel: drop a studio video (or a settings JSON) to get its settings back."""
+"""Restore's event: drop a studio video (or a settings JSON) to get its settings back."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The run panel: Generate and Cancel, and the handlers that drive one job on the page.
+"""Generate, Again, Resume and Cancel: the events that start and stop one job on the page.
 
-A job's progress, result or error becomes page updates here; the work itself runs in
-``ui.jobs.Runner``, and errors become ``gr.Error`` in ``ui.errors``.
+A job's progress, result or error becomes page updates in ``ui.jobview``; the work itself
+runs in ``ui.jobs.Runner``, and errors become ``gr.Error`` in ``ui.errors``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sweep panel: one photo made several ways, shown side by side.
+"""The sweep's events: one photo made several ways, shown side by side.
 
 The controls (which parameter, which values, or "every backend") sit with the other
 settings; the grid sits by the player. Every video of a sweep also goes to the history,
