@@ -1,7 +1,7 @@
 """The sweep's events: one photo made several ways, shown side by side.
 
-The controls (which parameter, which values, or "every backend") sit with the other
-settings; the grid sits by the player. Every video of a sweep also goes to the history,
+The controls (which parameter, which values, or "every backend") and the grid sit
+together in a closed section under the player. Every video of a sweep also goes to the history,
 and each cell opens its video in the main player.
 """
 
