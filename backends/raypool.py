@@ -380,21 +380,19 @@ class OnRay:
                 self._connect(model)
 
     def _answers(self) -> bool:
-        """Whether the cluster still answers a small question (within ANSWER_SECONDS)."""
+        """Whether the cluster's GCS still takes a connection (within a few seconds).
+
+        Asked over TCP, not through Ray: a Ray call to a GCS that has gone (``ray.nodes()``)
+        blocks, and the client it leaves behind ends this whole process a minute later,
+        however the studio's own connection was closed since.
+        """
         import ray
 
-        answer: list[bool] = []
-
-        def ask() -> None:
-            try:
-                answer.append(any(node.get("Alive") for node in ray.nodes()))
-            except Exception:
-                answer.append(False)
-
-        thread = threading.Thread(target=ask, daemon=True)
-        thread.start()
-        thread.join(ANSWER_SECONDS)
-        return bool(answer and answer[0])
+        try:
+            address = ray.get_runtime_context().gcs_address or self.config.address
+        except Exception:  # not connected any more
+            address = self.config.address
+        return _unreachable(address) is None
 
     def _lose(self) -> str:
         """The cluster is gone: close the connection, try again every RECONNECT_SECONDS; the sentence."""
