@@ -60,9 +60,9 @@ class InputPanel:
         with gr.Row(equal_height=True):
             backend = gr.Dropdown(
                 choices=[(backends.get_backend(n).label, n) for n in backends.names()],
-                value=default_backend, label="Where it runs (backend)", elem_id="backend",
+                value=default_backend, label="Where it runs (backend)", elem_id="backend", min_width=220,
             )
-            model = gr.Dropdown(label="Model", elem_id="model")
+            model = gr.Dropdown(label="Model", elem_id="model", min_width=220)  # one under the other on a phone
         blurb = gr.Markdown(elem_id="blurb")
         api_key = gr.Textbox(
             type="password", label="API key", visible=False, max_lines=1, elem_id="api-key",

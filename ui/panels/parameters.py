@@ -33,7 +33,7 @@ class ParametersPanel:
     def build_preset(cls) -> gr.Dropdown:
         return gr.Dropdown(
             choices=choices(), value=NO_PRESET, label="Preset: ready-made settings, still adjustable",
-            show_label=False, elem_id="preset", scale=4,
+            show_label=False, elem_id="preset", scale=4, min_width=250,
         )
 
     @classmethod
@@ -45,10 +45,10 @@ class ParametersPanel:
         made: dict[str, gr.Component] = {}
         if "motion_bucket_id" in table:
             made["motion_bucket_id"] = controls.make_control(table["motion_bucket_id"], shown["motion_bucket_id"])
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True):  # side by side, or one under the other on a phone
             for name in FEATURED[1:]:
                 if name in table:
-                    made[name] = controls.make_control(table[name], shown[name])
+                    made[name] = controls.make_control(table[name], shown[name] | {"min_width": 220})
         length = gr.Markdown(elem_id="length")
         return made, length
 
